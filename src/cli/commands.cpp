@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli/cli.h"
+#include "cli/cmd_data.h"
 #include "core/doctor.h"
 #include "core/env_info.h"
 #include "core/error.h"
@@ -42,7 +43,7 @@ const std::vector<Command>& command_table() {
   static const std::vector<Command> table = {
       {"version", "versions, devices, BLAS and optional features of this build", setup_version},
       {"doctor", "check the environment and say what to fix", setup_doctor},
-      {"data", "inspect, convert and synthesise datasets", nullptr},
+      {"data", "inspect, convert and synthesise datasets", setup_data},
       {"train", "train or fine-tune a model from a config", nullptr},
       {"eval", "evaluate a model with the documented protocol", nullptr},
       {"predict", "segment images, videos or volumes", nullptr},
