@@ -56,9 +56,7 @@ int run(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
-    return app.exit(e);  // --help, --version
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
+    return app.exit(e);  // --help, --version (CallForHelp derives from Success)
   } catch (const CLI::ParseError& e) {
     throw UsageError(fmt::format("{}; run `iris --help` for usage", e.what()));
   }
