@@ -12,6 +12,22 @@ if(DEFINED CAFFE2_USE_CUDA AND CAFFE2_USE_CUDA)
 else()
   set(IRIS_TORCH_HAS_CUDA OFF)
 endif()
+# TorchConfig looks its libraries up with find_library(... PATHS <prefix>/lib), which searches
+# the system folders first: with Debian's libtorch-dev also installed, the wheel build would link
+# Debian's libc10 1.13 next to the wheel's libtorch and crash at start. Use the copy inside the
+# LibTorch we found whenever it has one.
+set(IRIS_TORCH_LIBRARIES "")
+foreach(lib ${TORCH_LIBRARIES})
+  if(IS_ABSOLUTE "${lib}")
+    get_filename_component(lib_name "${lib}" NAME)
+    if(EXISTS "${TORCH_INSTALL_PREFIX}/lib/${lib_name}")
+      set(lib "${TORCH_INSTALL_PREFIX}/lib/${lib_name}")
+    endif()
+  endif()
+  list(APPEND IRIS_TORCH_LIBRARIES "${lib}")
+endforeach()
+set(TORCH_LIBRARIES ${IRIS_TORCH_LIBRARIES})
+
 # The PyPI wheel keeps CUDA, cuDNN and NCCL in sibling packages (site-packages/nvidia/*/lib)
 # that libtorch_cuda finds through its own RPATH. The linker must resolve them there too, not
 # in an older system copy (the CUDA toolkit ships its own libnccl).
