@@ -54,6 +54,7 @@ test: build
 demo: build
 	$(IRIS) version
 	$(IRIS) doctor --runs $(DEMO_OUT)
+	$(IRIS) data inspect /usr/share/mricron/templates
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cpp')
