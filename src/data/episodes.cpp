@@ -1,0 +1,128 @@
+#include "data/episodes.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace iris {
+namespace {
+
+// [Z, H, W] -> padded to square (centred, zeros) -> [Z, size, size].
+at::Tensor square_resize(const at::Tensor& slices, int64_t size, bool nearest) {
+  const int64_t h = slices.size(1), w = slices.size(2), side = std::max(h, w);
+  const int64_t top = (side - h) / 2, left = (side - w) / 2;
+  const at::Tensor padded = at::constant_pad_nd(slices, {left, side - w - left, top, side - h - top}, 0);
+  const at::Tensor x = padded.unsqueeze(1).to(at::kFloat);  // [Z, 1, side, side]
+  const at::Tensor resized = nearest ? at::upsample_nearest2d(x, {size, size})
+                                     : at::upsample_bilinear2d(x, {size, size}, /*align_corners=*/false);
+  return resized.squeeze(1);
+}
+
+int64_t pick(std::mt19937_64& rng, int64_t n) {
+  return static_cast<int64_t>(std::uniform_int_distribution<int64_t>(0, n - 1)(rng));
+}
+
+}  // namespace
+
+at::Tensor normalize_mri(const at::Tensor& volume, double low_percentile, double high_percentile) {
+  const at::Tensor v = volume.to(at::kFloat);
+  const at::Tensor nonzero = v.masked_select(v != 0);
+  if (nonzero.numel() == 0) return at::zeros_like(v);
+  const at::Tensor q = at::quantile(nonzero.to(at::kDouble),
+                                    at::tensor({low_percentile / 100.0, high_percentile / 100.0}, at::kDouble));
+  const double lo = q[0].item<double>(), hi = q[1].item<double>();
+  return ((v.clamp(lo, hi) - lo) / std::max(hi - lo, 1e-6)).masked_fill(v == 0, 0.0);
+}
+
+SliceDataset::SliceDataset(const Volume& image, const Volume& labels, std::vector<int64_t> slice_indices,
+                           int64_t size, int64_t min_area)
+    : size_(size), slices_(std::move(slice_indices)) {
+  TORCH_CHECK(image.data.sizes() == labels.data.sizes(), "slice dataset: image ", image.data.sizes(),
+              " and labels ", labels.data.sizes(), " are not on the same grid");
+  TORCH_CHECK(!slices_.empty(), "slice dataset: no slices selected");
+  const at::Tensor index = at::tensor(slices_, at::kLong);
+  images_ = square_resize(normalize_mri(image.data).index_select(0, index), size, false).contiguous();
+  labels_ = square_resize(labels.data.index_select(0, index), size, true).to(at::kLong).contiguous();
+  for (int64_t z = 0; z < static_cast<int64_t>(slices_.size()); ++z) {
+    const at::Tensor counts = at::bincount(labels_[z].reshape({-1}));
+    const auto* c = counts.data_ptr<int64_t>();
+    for (int64_t v = 1; v < counts.numel(); ++v) {
+      if (c[v] >= min_area) present_[v].push_back(z);
+    }
+  }
+}
+
+std::vector<int64_t> SliceDataset::episode_classes() const {
+  std::vector<int64_t> out;
+  for (const auto& [value, slices] : present_) {
+    if (slices.size() >= 2) out.push_back(value);
+  }
+  return out;
+}
+
+const std::vector<int64_t>& SliceDataset::slices_with(int64_t value) const {
+  static const std::vector<int64_t> kNone;
+  const auto it = present_.find(value);
+  return it == present_.end() ? kNone : it->second;
+}
+
+at::Tensor SliceDataset::mask(int64_t position, int64_t value) const {
+  return (labels_[position] == value).to(at::kFloat);
+}
+
+Episode SliceDataset::sample(std::mt19937_64& rng, const std::vector<int64_t>& classes,
+                             const SliceEpisodeOptions& options) const {
+  if (classes.empty()) throw InputError("episode sampling: no classes to sample from");
+  // Anchor class, then a reference slice holding it; the other classes are drawn among those
+  // also present on that reference slice.
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const int64_t anchor = classes[pick(rng, classes.size())];
+    const auto& anchor_slices = slices_with(anchor);
+    if (anchor_slices.size() < 2) continue;
+    const int64_t ref = anchor_slices[pick(rng, anchor_slices.size())];
+    std::vector<int64_t> chosen{anchor};
+    std::vector<int64_t> others;
+    for (int64_t c : classes) {
+      const auto& s = slices_with(c);
+      if (c != anchor && std::binary_search(s.begin(), s.end(), ref)) others.push_back(c);
+    }
+    std::shuffle(others.begin(), others.end(), rng);
+    for (int64_t c : others) {
+      if (static_cast<int64_t>(chosen.size()) >= options.classes_per_episode) break;
+      chosen.push_back(c);
+    }
+    // Query: a different slice holding the anchor, or occasionally any far-enough slice.
+    std::vector<int64_t> candidates;
+    const bool allow_absent =
+        std::uniform_real_distribution<double>(0, 1)(rng) < options.absent_query_probability;
+    for (int64_t z = 0; z < static_cast<int64_t>(slices_.size()); ++z) {
+      if (std::abs(slices_[z] - slices_[ref]) < std::max<int64_t>(1, options.min_slice_gap)) continue;
+      if (allow_absent || std::binary_search(anchor_slices.begin(), anchor_slices.end(), z)) {
+        candidates.push_back(z);
+      }
+    }
+    if (candidates.empty()) continue;
+    const int64_t query = candidates[pick(rng, candidates.size())];
+    Episode e;
+    e.ref_slice = slices_[ref];
+    e.query_slice = slices_[query];
+    e.class_values = chosen;
+    e.ref_image = image(ref);
+    e.query_image = image(query);
+    std::vector<at::Tensor> rm, qm;
+    for (int64_t c : chosen) {
+      rm.push_back(mask(ref, c));
+      qm.push_back(mask(query, c));
+    }
+    e.ref_masks = at::stack(rm);
+    e.query_masks = at::stack(qm);
+    return e;
+  }
+  throw InputError(fmt::format("episode sampling: no reference/query pair found for {} classes "
+                               "(too few slices per class?)",
+                               classes.size()));
+}
+
+}  // namespace iris

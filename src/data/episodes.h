@@ -1,0 +1,68 @@
+// Episodic sampling for in-context training and evaluation (2D slice mode): a reference slice with
+// the masks of K classes and a different query slice with the masks of the same classes. The query
+// is never its own reference, and a class may be absent from the query (the model must learn
+// "absent").
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <map>
+#include <random>
+#include <vector>
+
+#include "io/volume.h"
+
+namespace iris {
+
+struct SliceEpisodeOptions {
+  int64_t classes_per_episode = 3;
+  int64_t min_area = 20;                 // pixels (at slice size) for a class to count as present
+  double absent_query_probability = 0.1;  // chance that a class's query slice lacks it
+  int64_t min_slice_gap = 2;             // reference and query slices at least this far apart
+};
+
+struct Episode {
+  at::Tensor ref_image;    // [1, S, S] float in [0, 1]
+  at::Tensor ref_masks;    // [K, S, S] float 0/1
+  at::Tensor query_image;  // [1, S, S]
+  at::Tensor query_masks;  // [K, S, S]
+  std::vector<int64_t> class_values;
+  int64_t ref_slice = -1, query_slice = -1;
+};
+
+// MRI intensity normalisation: clip to the [low, high] percentiles of the non-zero voxels and
+// scale to [0, 1].
+at::Tensor normalize_mri(const at::Tensor& volume, double low_percentile = 0.5, double high_percentile = 99.5);
+
+// Axial slices of an image and a label map on the same grid, padded to square and resized to
+// size x size (linear for the image, nearest for labels), kept in memory.
+class SliceDataset {
+ public:
+  SliceDataset(const Volume& image, const Volume& labels, std::vector<int64_t> slice_indices, int64_t size,
+               int64_t min_area);
+
+  int64_t size() const { return size_; }
+  const std::vector<int64_t>& slice_indices() const { return slices_; }
+  // Classes present (area >= min_area) in at least two slices, so that a reference and a
+  // different query exist.
+  std::vector<int64_t> episode_classes() const;
+  // Slices (positions in slice_indices) where `value` has at least min_area pixels.
+  const std::vector<int64_t>& slices_with(int64_t value) const;
+
+  at::Tensor image(int64_t position) const { return images_[position].unsqueeze(0); }  // [1, S, S]
+  at::Tensor mask(int64_t position, int64_t value) const;                             // [S, S]
+
+  // Samples an episode over `classes` (from episode_classes()); throws InputError if none fit.
+  Episode sample(std::mt19937_64& rng, const std::vector<int64_t>& classes,
+                 const SliceEpisodeOptions& options) const;
+
+ private:
+  int64_t size_;
+  std::vector<int64_t> slices_;
+  at::Tensor images_;  // [Z, S, S] float
+  at::Tensor labels_;  // [Z, S, S] int64
+  std::map<int64_t, std::vector<int64_t>> present_;  // class value -> slice positions
+};
+
+}  // namespace iris
