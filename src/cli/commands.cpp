@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "cli/cmd_data.h"
+#include "cli/cmd_train.h"
 #include "core/doctor.h"
 #include "core/env_info.h"
 #include "core/error.h"
@@ -44,7 +45,7 @@ const std::vector<Command>& command_table() {
       {"version", "versions, devices, BLAS and optional features of this build", setup_version},
       {"doctor", "check the environment and say what to fix", setup_doctor},
       {"data", "inspect, convert and synthesise datasets", setup_data},
-      {"train", "train or fine-tune a model from a config", nullptr},
+      {"train", "train or fine-tune a model from a config", setup_train},
       {"eval", "evaluate a model with the documented protocol", nullptr},
       {"predict", "segment images, videos or volumes", nullptr},
       {"sweep", "run datasets x prompts x recipes against the baseline", nullptr},

@@ -47,10 +47,11 @@ void Progress::advance(std::int64_t n, const std::string& note) {
 void Progress::finish() {
   if (finished_) return;
   finished_ = true;
-  render(true);
+  if (tty_ || rendered_done_ != done_) render(true);
 }
 
 void Progress::render(bool final) {
+  rendered_done_ = done_;
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double rate = elapsed > 0 ? done_ / elapsed : 0.0;

@@ -31,6 +31,7 @@ class Progress {
   std::int64_t total_;
   std::string unit_;
   std::int64_t done_ = 0;
+  std::int64_t rendered_done_ = -1;  // done_ at the last render, so finish() does not repeat it
   std::string note_;
   bool tty_ = false;
   bool finished_ = false;
