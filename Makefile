@@ -55,6 +55,8 @@ demo: build
 	$(IRIS) version
 	$(IRIS) doctor --runs $(DEMO_OUT)
 	$(IRIS) data inspect /usr/share/mricron/templates
+	rm -rf $(DEMO_OUT)/iris
+	$(IRIS) demo --out $(DEMO_OUT)
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cpp')

@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "cli/cmd_data.h"
+#include "cli/cmd_demo.h"
 #include "cli/cmd_train.h"
 #include "core/doctor.h"
 #include "core/env_info.h"
@@ -53,7 +54,7 @@ const std::vector<Command>& command_table() {
       {"runs", "list, compare, export and import runs", nullptr},
       {"checkpoint", "inspect and convert checkpoints", nullptr},
       {"bench", "benchmark models, training and data loading", nullptr},
-      {"demo", "run the main job end to end", nullptr},
+      {"demo", "run the main job end to end", setup_demo},
   };
   return table;
 }

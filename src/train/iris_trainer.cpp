@@ -52,6 +52,20 @@ void save_checkpoint(const models::IrisModel& model, torch::optim::Optimizer& op
 
 }  // namespace
 
+models::IrisModel load_iris_checkpoint(const std::string& path, const models::IrisOptions& options) {
+  if (!fs::exists(path)) throw InputError(file_message(path, "no such checkpoint"));
+  models::IrisModel model(options);
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path);
+    model->load(archive);
+  } catch (const c10::Error& e) {
+    throw InputError(file_message(path, std::string("does not hold IRIS weights for this configuration: ") +
+                                            e.what_without_backtrace()));
+  }
+  return model;
+}
+
 void IrisTrainConfig::visit(ConfigVisitor& v) {
   v.section("run", run);
   v.section("model", [&](ConfigVisitor& m) {

@@ -9,7 +9,7 @@
 
 #include "core/config.h"
 #include "core/run_dir.h"
-#include "models/iris/iris_options.h"
+#include "models/iris/iris_model.h"
 
 namespace iris {
 
@@ -65,5 +65,9 @@ struct TrainResult {
 // Trains into a new run folder (run.root/run.name) and writes config, metrics, summary,
 // checkpoints/best.pt and checkpoints/last.pt.
 TrainResult train_iris(const IrisTrainConfig& config);
+
+// Loads model weights written by train_iris (checkpoints/best.pt or last.pt) into a new model with
+// `options`. Throws InputError naming the file when it cannot be read or does not fit.
+models::IrisModel load_iris_checkpoint(const std::string& path, const models::IrisOptions& options);
 
 }  // namespace iris

@@ -1,0 +1,46 @@
+// One-shot and context-ensemble evaluation of IRIS on structures it never trained on, with the two
+// baselines a reviewer asks for: the reference mask copied onto the query slice, and the same
+// network untrained. Slices are axial slices of the atlas, prepared as in training.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <string>
+#include <vector>
+
+#include "data/atlas.h"
+#include "models/iris/iris_model.h"
+
+namespace iris {
+
+struct UnseenEvalOptions {
+  int64_t slice_size = 96;
+  int64_t min_area = 20;              // pixels for a structure to count as present on a slice
+  int64_t ensemble_references = 3;    // k references averaged by the context ensemble
+  int64_t queries_per_structure = 6;  // query slices per structure, spread over its extent
+  int64_t min_slice_gap = 3;          // queries at least this far from every reference
+  int64_t max_structures_per_map = 10;  // the largest structures of each label map
+};
+
+struct StructureResult {
+  std::string label_map;
+  std::string name;
+  int64_t value = 0;
+  int64_t queries = 0;
+  double one_shot = 0;       // mean Dice over query slices
+  double ensemble = 0;
+  double copy_reference = 0;  // baseline: the reference mask used as the prediction
+  double untrained = 0;       // baseline: same network, initial weights, one-shot
+};
+
+std::vector<StructureResult> evaluate_unseen_structures(models::IrisModel& trained,
+                                                        models::IrisModel& untrained,
+                                                        const MricronAtlas& atlas,
+                                                        const std::vector<std::string>& label_maps,
+                                                        const UnseenEvalOptions& options);
+
+// Means over structures (macro average) per method, and the table as JSON / markdown.
+nlohmann::json unseen_results_json(const std::vector<StructureResult>& results, const UnseenEvalOptions& options);
+std::string unseen_results_markdown(const std::vector<StructureResult>& results, const UnseenEvalOptions& options);
+
+}  // namespace iris
