@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli/cli.h"
+#include "cli/cmd_report.h"
 #include "core/doctor.h"
 #include "core/env_info.h"
 #include "core/error.h"
@@ -47,7 +48,7 @@ const std::vector<Command>& command_table() {
       {"eval", "evaluate a model with the documented protocol", nullptr},
       {"predict", "segment images, videos or volumes", nullptr},
       {"sweep", "run datasets x prompts x recipes against the baseline", nullptr},
-      {"report", "write training and insights reports", nullptr},
+      {"report", "write training and insights reports", setup_report},
       {"runs", "list, compare, export and import runs", nullptr},
       {"checkpoint", "inspect and convert checkpoints", nullptr},
       {"bench", "benchmark models, training and data loading", nullptr},
