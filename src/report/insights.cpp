@@ -15,7 +15,9 @@ namespace {
 using track::RunRecord;
 using Key = std::pair<std::string, std::string>;  // (dataset, prompt type)
 
-double relative_change(double trained, double base) { return (trained - base) / base * 100.0; }
+double relative_change(double trained, double base) {
+  return (trained - base) / base * 100.0;
+}
 
 double mean(const std::vector<double>& v) {
   double sum = 0;
@@ -31,7 +33,9 @@ std::vector<T> sorted_unique(std::vector<T> v) {
 }
 
 // Sorted module set, the identity of a recipe independent of its name.
-std::vector<std::string> module_set(std::vector<std::string> modules) { return sorted_unique(std::move(modules)); }
+std::vector<std::string> module_set(std::vector<std::string> modules) {
+  return sorted_unique(std::move(modules));
+}
 
 std::vector<std::string> without_modules(const std::vector<std::string>& modules,
                                          const std::set<std::string>& drop) {
@@ -54,10 +58,11 @@ std::map<Key, BaselineRow> collect_baselines(const track::RunTable& table, Insig
   for (const RunRecord& run : table.runs) {
     if (!run.is_baseline) continue;
     if (run.dataset.empty() || run.prompt_type.empty()) {
-      throw InputError(file_message(
-          table.source, fmt::format("{}: baseline has no dataset or prompt type; both are needed to "
-                                    "match it with trained runs",
-                                    run.where())));
+      throw InputError(
+          file_message(table.source,
+                       fmt::format("{}: baseline has no dataset or prompt type; both are needed to "
+                                   "match it with trained runs",
+                                   run.where())));
     }
     const Key key{run.dataset, run.prompt_type};
     if (const auto it = baselines.find(key); it != baselines.end()) {
@@ -75,9 +80,10 @@ std::map<Key, BaselineRow> collect_baselines(const track::RunTable& table, Insig
       const auto v = run.metric(metric);
       if (!v) {
         throw InputError(file_message(
-            table.source, fmt::format("{}: baseline for dataset '{}', prompt type '{}' has no {} "
-                                      "value; every trained run of that group would lack a reference",
-                                      run.where(), run.dataset, run.prompt_type, label)));
+            table.source,
+            fmt::format("{}: baseline for dataset '{}', prompt type '{}' has no {} "
+                        "value; every trained run of that group would lack a reference",
+                        run.where(), run.dataset, run.prompt_type, label)));
       }
       *target = *v;
     }
@@ -89,7 +95,8 @@ std::map<Key, BaselineRow> collect_baselines(const track::RunTable& table, Insig
 
 // Trained runs with a usable baseline, as comparison rows in input order; the rest go to
 // `excluded` with the reason.
-std::vector<ChangeRow> compare_runs(const track::RunTable& table, const std::map<Key, BaselineRow>& baselines,
+std::vector<ChangeRow> compare_runs(const track::RunTable& table,
+                                    const std::map<Key, BaselineRow>& baselines,
                                     InsightTables& out) {
   std::vector<ChangeRow> rows;
   std::set<Key> missing;
@@ -97,16 +104,18 @@ std::vector<ChangeRow> compare_runs(const track::RunTable& table, const std::map
     if (run.is_baseline) continue;
     ++out.trained_runs;
     auto exclude = [&](std::string reason) {
-      out.excluded.push_back({run.name, run.line, run.dataset, run.prompt_type, run.recipe, std::move(reason)});
+      out.excluded.push_back(
+          {run.name, run.line, run.dataset, run.prompt_type, run.recipe, std::move(reason)});
     };
     const auto base = baselines.find({run.dataset, run.prompt_type});
     if (base == baselines.end()) {
-      exclude(fmt::format("no baseline (max_epochs 0) for dataset '{}', prompt type '{}'", run.dataset,
-                          run.prompt_type));
+      exclude(fmt::format("no baseline (max_epochs 0) for dataset '{}', prompt type '{}'",
+                          run.dataset, run.prompt_type));
       missing.insert({run.dataset, run.prompt_type});
       continue;
     }
-    const auto dice = run.metric(track::kDice), miou = run.metric(track::kMiou), mae = run.metric(track::kMae);
+    const auto dice = run.metric(track::kDice), miou = run.metric(track::kMiou),
+               mae = run.metric(track::kMae);
     if (!dice || !miou || !mae) {
       exclude(fmt::format("no {} value", !dice ? "Dice" : !miou ? "mIoU" : "MAE"));
       continue;
@@ -117,7 +126,8 @@ std::vector<ChangeRow> compare_runs(const track::RunTable& table, const std::map
     }
     const BaselineRow& b = base->second;
     if (b.dice == 0 || b.miou == 0 || b.mae == 0) {
-      exclude(fmt::format("baseline '{}' has a zero metric, so the relative change is undefined", b.name));
+      exclude(fmt::format("baseline '{}' has a zero metric, so the relative change is undefined",
+                          b.name));
       continue;
     }
     ChangeRow row;
@@ -140,7 +150,8 @@ std::vector<ChangeRow> compare_runs(const track::RunTable& table, const std::map
     row.mae_change = relative_change(*mae, b.mae);
     rows.push_back(row);
   }
-  for (const auto& [dataset, prompt] : missing) out.missing_baselines.push_back(dataset + "/" + prompt);
+  for (const auto& [dataset, prompt] : missing)
+    out.missing_baselines.push_back(dataset + "/" + prompt);
   // Group by (dataset, prompt type); a stable sort keeps the input order inside each group.
   std::stable_sort(rows.begin(), rows.end(), [](const ChangeRow& a, const ChangeRow& b) {
     return std::tie(a.dataset, a.prompt_type) < std::tie(b.dataset, b.prompt_type);
@@ -155,8 +166,10 @@ struct DesignCell {
   std::vector<double> dice;
 };
 
-std::vector<PairedDiff> pair_by_component(const std::map<std::tuple<std::string, std::string, std::vector<std::string>>, DesignCell>& cells,
-                                          const std::set<std::string>& component, const std::string& marker) {
+std::vector<PairedDiff> pair_by_component(
+    const std::map<std::tuple<std::string, std::string, std::vector<std::string>>, DesignCell>&
+        cells,
+    const std::set<std::string>& component, const std::string& marker) {
   std::vector<PairedDiff> pairs;
   for (const auto& [key, cell] : cells) {
     const auto& [dataset, prompt, modules] = key;
@@ -165,12 +178,14 @@ std::vector<PairedDiff> pair_by_component(const std::map<std::tuple<std::string,
     if (rest.empty()) continue;  // no "nothing trained" run to pair with
     const auto other = cells.find({dataset, prompt, rest});
     if (other == cells.end()) continue;
-    pairs.push_back({dataset, prompt, cell.recipe, other->second.recipe, mean(cell.dice), mean(other->second.dice)});
+    pairs.push_back({dataset, prompt, cell.recipe, other->second.recipe, mean(cell.dice),
+                     mean(other->second.dice)});
   }
   return pairs;
 }
 
-std::vector<PairSummary> summarise_pairs(const std::vector<PairedDiff>& pairs, const std::vector<std::string>& prompts) {
+std::vector<PairSummary> summarise_pairs(const std::vector<PairedDiff>& pairs,
+                                         const std::vector<std::string>& prompts) {
   std::vector<PairSummary> out;
   std::vector<std::string> groups = prompts;
   groups.push_back(kAllPrompts);
@@ -180,7 +195,8 @@ std::vector<PairSummary> summarise_pairs(const std::vector<PairedDiff>& pairs, c
     for (const auto& p : pairs) {
       if (p.prompt_type != prompt && prompt != kAllPrompts) continue;
       ++s.pairs;
-      const double with = round_to(p.dice_with, kMetricDecimals), without = round_to(p.dice_without, kMetricDecimals);
+      const double with = round_to(p.dice_with, kMetricDecimals),
+                   without = round_to(p.dice_without, kMetricDecimals);
       s.higher += with > without;
       s.lower += with < without;
       diffs.push_back(p.difference());
@@ -196,7 +212,8 @@ WinLoss win_loss(const std::string& group, const std::vector<const ChangeRow*>& 
   std::vector<double> changes;
   for (const ChangeRow* r : rows) {
     ++w.runs;
-    const double t = round_to(r->dice, kMetricDecimals), b = round_to(r->dice_baseline, kMetricDecimals);
+    const double t = round_to(r->dice, kMetricDecimals),
+                 b = round_to(r->dice_baseline, kMetricDecimals);
     w.higher += t > b;
     w.lower += t < b;
     w.equal += t == b;
@@ -263,8 +280,10 @@ InsightTables compute_insights(const track::RunTable& table) {
 
     PromptGrid dice{ds}, change{ds};
     for (const auto& prompt : out.prompt_types) {
-      const auto cell = select([&](const ChangeRow& r) { return r.dataset == ds && r.prompt_type == prompt; });
-      dice.values[prompt] = cell.empty() ? std::nullopt : std::optional(mean(values(cell, &ChangeRow::dice)));
+      const auto cell =
+          select([&](const ChangeRow& r) { return r.dataset == ds && r.prompt_type == prompt; });
+      dice.values[prompt] =
+          cell.empty() ? std::nullopt : std::optional(mean(values(cell, &ChangeRow::dice)));
       change.values[prompt] =
           cell.empty() ? std::nullopt : std::optional(mean(values(cell, &ChangeRow::dice_change)));
     }
@@ -276,7 +295,9 @@ InsightTables compute_insights(const track::RunTable& table) {
     for (const ChangeRow* r : in_ds) {
       if (!best || r->dice > best->dice) best = r;
     }
-    if (best) out.best_per_dataset.push_back({ds, best->name, best->recipe, best->prompt_type, best->dice, best->dice_change});
+    if (best)
+      out.best_per_dataset.push_back(
+          {ds, best->name, best->recipe, best->prompt_type, best->dice, best->dice_change});
   }
 
   for (const auto& recipe : out.recipes) {
@@ -285,10 +306,12 @@ InsightTables compute_insights(const track::RunTable& table) {
                                   mean(values(sel, &ChangeRow::dice_change)), sel.size()});
     out.by_recipe.push_back(win_loss(recipe, sel));
   }
-  std::stable_sort(out.recipe_ranking.begin(), out.recipe_ranking.end(),
-                   [](const RecipeSummary& a, const RecipeSummary& b) { return a.mean_dice > b.mean_dice; });
+  std::stable_sort(
+      out.recipe_ranking.begin(), out.recipe_ranking.end(),
+      [](const RecipeSummary& a, const RecipeSummary& b) { return a.mean_dice > b.mean_dice; });
   for (const auto& prompt : out.prompt_types) {
-    out.by_prompt.push_back(win_loss(prompt, select([&](const ChangeRow& r) { return r.prompt_type == prompt; })));
+    out.by_prompt.push_back(
+        win_loss(prompt, select([&](const ChangeRow& r) { return r.prompt_type == prompt; })));
   }
 
   // Design cells for paired comparisons and the replicate count.
@@ -299,9 +322,11 @@ InsightTables compute_insights(const track::RunTable& table) {
     if (cell.recipe.empty()) cell.recipe = r.recipe;
     cell.modules = r.modules;
     cell.dice.push_back(r.dice);
-    out.max_runs_per_cell = std::max(out.max_runs_per_cell, ++per_recipe_cell[{r.dataset, r.prompt_type, r.recipe}]);
+    out.max_runs_per_cell =
+        std::max(out.max_runs_per_cell, ++per_recipe_cell[{r.dataset, r.prompt_type, r.recipe}]);
   }
-  out.memory_pairs = pair_by_component(cells, {"memory_encoder", "memory_attention"}, "memory_encoder");
+  out.memory_pairs =
+      pair_by_component(cells, {"memory_encoder", "memory_attention"}, "memory_encoder");
   out.image_encoder_pairs = pair_by_component(cells, {"image_encoder"}, "image_encoder");
   out.memory_by_prompt = summarise_pairs(out.memory_pairs, out.prompt_types);
   out.image_encoder_by_prompt = summarise_pairs(out.image_encoder_pairs, out.prompt_types);
@@ -313,14 +338,16 @@ InsightTables compute_insights(const track::RunTable& table) {
   std::vector<std::string> recipes = out.recipes;
   std::sort(recipes.begin(), recipes.end(), recipe_order);
   perf.rows.insert(perf.rows.end(), recipes.begin(), recipes.end());
-  for (const auto& b : out.baselines) perf.cells["baseline"][{b.dataset, b.prompt_type}] = {b.dice, b.miou, b.mae, 1, false};
+  for (const auto& b : out.baselines)
+    perf.cells["baseline"][{b.dataset, b.prompt_type}] = {b.dice, b.miou, b.mae, 1, false};
   for (const auto& recipe : recipes) {
     for (const auto& column : perf.columns) {
       const auto sel = select([&](const ChangeRow& r) {
         return r.recipe == recipe && r.dataset == column.first && r.prompt_type == column.second;
       });
       if (sel.empty()) continue;
-      perf.cells[recipe][column] = {mean(values(sel, &ChangeRow::dice)), mean(values(sel, &ChangeRow::miou)),
+      perf.cells[recipe][column] = {mean(values(sel, &ChangeRow::dice)),
+                                    mean(values(sel, &ChangeRow::miou)),
                                     mean(values(sel, &ChangeRow::mae)), sel.size(), false};
     }
   }

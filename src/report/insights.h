@@ -94,7 +94,7 @@ struct PerformanceCell {
 };
 struct PerformanceTable {
   std::vector<std::pair<std::string, std::string>> columns;  // (dataset, prompt type)
-  std::vector<std::string> rows;                              // "baseline", then recipes
+  std::vector<std::string> rows;                             // "baseline", then recipes
   std::map<std::string, std::map<std::pair<std::string, std::string>, PerformanceCell>> cells;
 };
 
@@ -109,17 +109,17 @@ struct ExcludedRun {
 struct InsightTables {
   std::string source;
   std::vector<std::string> datasets, prompt_types, recipes;  // sorted
-  std::size_t trained_runs = 0;                                // trained runs in the input
+  std::size_t trained_runs = 0;                              // trained runs in the input
   std::size_t max_runs_per_cell = 0;  // most runs of one (dataset, prompt, recipe): 1 = one seed
-  std::vector<std::string> missing_baselines;                  // "dataset/prompt" without baseline
+  std::vector<std::string> missing_baselines;  // "dataset/prompt" without baseline
 
   std::vector<BaselineRow> baselines;
   std::vector<ChangeRow> comparison;  // grouped by (dataset, prompt type), input order inside
   std::vector<DatasetChange> overall;
-  std::vector<SplitMean> memory;         // mean Dice
-  std::vector<SplitMean> image_encoder;  // mean Dice change (%)
-  std::vector<PromptGrid> prompt_dice;   // mean Dice
-  std::vector<PromptGrid> prompt_change; // mean Dice change (%)
+  std::vector<SplitMean> memory;          // mean Dice
+  std::vector<SplitMean> image_encoder;   // mean Dice change (%)
+  std::vector<PromptGrid> prompt_dice;    // mean Dice
+  std::vector<PromptGrid> prompt_change;  // mean Dice change (%)
   std::vector<BestRun> best_per_dataset;
   std::vector<RecipeSummary> recipe_ranking;  // by mean Dice, highest first
   std::vector<WinLoss> by_recipe, by_prompt;

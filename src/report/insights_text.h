@@ -18,10 +18,12 @@ struct Conclusion {
 
 // The conclusions for `insights`, checked against `tables` (from insight_tables(insights)):
 // a sentence quoting a number that no table prints is dropped with a logged warning.
-std::vector<Conclusion> write_conclusions(const InsightTables& insights, const std::vector<Table>& tables);
+std::vector<Conclusion> write_conclusions(const InsightTables& insights,
+                                          const std::vector<Table>& tables);
 
 // Decimal numbers in `text` (e.g. "0.7946", "3.34") that no cell of `tables` prints; empty when
 // the sentence is backed by the tables.
-std::vector<std::string> unbacked_numbers(const std::string& text, const std::vector<Table>& tables);
+std::vector<std::string> unbacked_numbers(const std::string& text,
+                                          const std::vector<Table>& tables);
 
 }  // namespace iris::report

@@ -1,8 +1,8 @@
 #include "report/insights_writer.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <map>
 
@@ -94,12 +94,15 @@ std::vector<Plot> render_plots(const InsightTables& in, std::string& note) {
     return plots;
   }
   try {
-    plots.push_back({"dice_change_heatmap.png",
-                     "Dice change vs baseline (%) per recipe (rows) and dataset · prompt type (columns).",
-                     render_heatmap_png(change_heatmap(in))});
-    plots.push_back({"dice_change_by_recipe.png", "Mean Dice change vs baseline (%) per recipe and dataset.",
+    plots.push_back(
+        {"dice_change_heatmap.png",
+         "Dice change vs baseline (%) per recipe (rows) and dataset · prompt type (columns).",
+         render_heatmap_png(change_heatmap(in))});
+    plots.push_back({"dice_change_by_recipe.png",
+                     "Mean Dice change vs baseline (%) per recipe and dataset.",
                      render_bars_png(recipe_bars(in))});
-    plots.push_back({"dice_change_by_prompt.png", "Mean Dice change vs baseline (%) per prompt type and dataset.",
+    plots.push_back({"dice_change_by_prompt.png",
+                     "Mean Dice change vs baseline (%) per prompt type and dataset.",
                      render_bars_png(prompt_bars(in))});
   } catch (const Error& e) {
     // The tables and text are the report; plots are an extra that must not block them.
@@ -110,12 +113,14 @@ std::vector<Plot> render_plots(const InsightTables& in, std::string& note) {
   return plots;
 }
 
-std::string markdown(const InsightsReport& report, const std::vector<Plot>& plots, const std::string& note) {
+std::string markdown(const InsightsReport& report, const std::vector<Plot>& plots,
+                     const std::string& note) {
   const auto& in = report.insights;
   std::string md = "# Training Insights Report\n\n";
-  md += fmt::format("Source: `{}` · {} baselines, {} trained runs ({} compared, {} excluded) · IRIS {}\n\n",
-                    fs::path(in.source).filename().string(), in.baselines.size(), in.trained_runs,
-                    in.comparison.size(), in.excluded.size(), build::kVersion);
+  md += fmt::format(
+      "Source: `{}` · {} baselines, {} trained runs ({} compared, {} excluded) · IRIS {}\n\n",
+      fs::path(in.source).filename().string(), in.baselines.size(), in.trained_runs,
+      in.comparison.size(), in.excluded.size(), build::kVersion);
   md += "## Conclusions\n\n";
   for (const auto& c : report.conclusions) md += "- " + c.text + "\n";
   md += "\n## Plots\n\n";
@@ -128,39 +133,47 @@ std::string markdown(const InsightsReport& report, const std::vector<Plot>& plot
   return md;
 }
 
-constexpr const char* kCss = R"(body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+constexpr const char* kCss =
+    R"(body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em}
 th,td{border:1px solid #ccc;padding:3px 8px}th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}
 img{max-width:100%;border:1px solid #ddd}figcaption{font-size:0.9em;color:#555}p.desc{color:#555}
 )";
 
-std::string html(const InsightsReport& report, const std::vector<Plot>& plots, const std::string& note) {
+std::string html(const InsightsReport& report, const std::vector<Plot>& plots,
+                 const std::string& note) {
   const auto& in = report.insights;
-  std::string h = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-                  "<title>Training Insights Report</title>\n<style>\n";
+  std::string h =
+      "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+      "<title>Training Insights Report</title>\n<style>\n";
   h += kCss;
   h += "</style>\n</head>\n<body>\n<h1>Training Insights Report</h1>\n";
-  h += fmt::format("<p>Source: <code>{}</code> · {} baselines, {} trained runs ({} compared, {} excluded) · IRIS {}</p>\n",
-                   html_escape(fs::path(in.source).filename().string()), in.baselines.size(), in.trained_runs,
-                   in.comparison.size(), in.excluded.size(), build::kVersion);
+  h += fmt::format(
+      "<p>Source: <code>{}</code> · {} baselines, {} trained runs ({} compared, {} excluded) · "
+      "IRIS {}</p>\n",
+      html_escape(fs::path(in.source).filename().string()), in.baselines.size(), in.trained_runs,
+      in.comparison.size(), in.excluded.size(), build::kVersion);
   h += "<h2>Conclusions</h2>\n<ul>\n";
   for (const auto& c : report.conclusions) h += "<li>" + html_escape(c.text) + "</li>\n";
   h += "</ul>\n<h2>Plots</h2>\n";
   if (plots.empty()) h += "<p>" + html_escape(note) + "</p>\n";
   for (const auto& p : plots) {
-    h += fmt::format("<figure><img alt=\"{0}\" src=\"data:image/png;base64,{1}\"><figcaption>{0}</figcaption></figure>\n",
-                     html_escape(p.caption), base64_encode(p.png));
+    h += fmt::format(
+        "<figure><img alt=\"{0}\" "
+        "src=\"data:image/png;base64,{1}\"><figcaption>{0}</figcaption></figure>\n",
+        html_escape(p.caption), base64_encode(p.png));
   }
   for (const auto& t : report.tables) {
-    h += fmt::format("<h2 id=\"{}\">{}</h2>\n<p class=\"desc\">{}</p>\n", html_escape(t.id), html_escape(t.title),
-                     html_escape(t.description));
+    h += fmt::format("<h2 id=\"{}\">{}</h2>\n<p class=\"desc\">{}</p>\n", html_escape(t.id),
+                     html_escape(t.title), html_escape(t.description));
     h += t.rows.empty() ? "<p>(none)</p>\n" : table_html(t);
   }
   h += "</body>\n</html>\n";
   return h;
 }
 
-std::string json(const InsightsReport& report, const std::vector<Plot>& plots, const std::string& note) {
+std::string json(const InsightsReport& report, const std::vector<Plot>& plots,
+                 const std::string& note) {
   const auto& in = report.insights;
   nlohmann::ordered_json j;
   j["title"] = "Training Insights Report";
@@ -172,7 +185,8 @@ std::string json(const InsightsReport& report, const std::vector<Plot>& plots, c
                  {"excluded_runs", in.excluded.size()}};
   j["missing_baselines"] = in.missing_baselines;
   j["conclusions"] = nlohmann::ordered_json::array();
-  for (const auto& c : report.conclusions) j["conclusions"].push_back({{"topic", c.topic}, {"text", c.text}});
+  for (const auto& c : report.conclusions)
+    j["conclusions"].push_back({{"topic", c.topic}, {"text", c.text}});
   j["plots"] = nlohmann::ordered_json::array();
   for (const auto& p : plots) j["plots"].push_back(p.file);
   if (plots.empty()) j["plot_note"] = note;
@@ -218,12 +232,14 @@ InsightsFiles write_insights_report(const InsightsReport& report, const fs::path
 }
 
 std::string base64_encode(const std::string& bytes) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
   out.reserve((bytes.size() + 2) / 3 * 4);
   std::size_t i = 0;
   for (; i + 2 < bytes.size(); i += 3) {
-    const unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) | (static_cast<unsigned char>(bytes[i + 1]) << 8) |
+    const unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) |
+                       (static_cast<unsigned char>(bytes[i + 1]) << 8) |
                        static_cast<unsigned char>(bytes[i + 2]);
     out += kAlphabet[(v >> 18) & 63];
     out += kAlphabet[(v >> 12) & 63];

@@ -18,7 +18,9 @@
 
 namespace iris::report {
 
-bool plots_available() { return IRIS_HAVE_PLOT != 0; }
+bool plots_available() {
+  return IRIS_HAVE_PLOT != 0;
+}
 
 #if IRIS_HAVE_PLOT
 
@@ -28,11 +30,20 @@ namespace fs = std::filesystem;
 
 constexpr int kWidth = 1600;
 constexpr int kHeight = 1000;
-constexpr int kScratchColor = 15;  // cmap0 slot redefined for each filled shape
+constexpr int kScratchColor = 15;    // cmap0 slot redefined for each filled shape
+constexpr double kTextScale = 0.62;  // PLplot's default characters are too large at this size
+constexpr double kTitleScale = 0.85;
+constexpr double kLabelScale = 0.55;  // axis category labels, which sit side by side
 
 // Series colours (Okabe-Ito, readable for colour-blind readers).
-constexpr std::array<std::array<int, 3>, 8> kPalette = {{{0, 114, 178}, {230, 159, 0}, {0, 158, 115}, {204, 121, 167},
-                                                         {86, 180, 233}, {213, 94, 0}, {240, 228, 66}, {0, 0, 0}}};
+constexpr std::array<std::array<int, 3>, 8> kPalette = {{{0, 114, 178},
+                                                         {230, 159, 0},
+                                                         {0, 158, 115},
+                                                         {204, 121, 167},
+                                                         {86, 180, 233},
+                                                         {213, 94, 0},
+                                                         {240, 228, 66},
+                                                         {0, 0, 0}}};
 
 // PLplot writes to a file name; draw into a private temporary file and return its bytes.
 class PngCanvas {
@@ -49,7 +60,7 @@ class PngCanvas {
     pls_->scol0(2, 160, 160, 160);  // grid and empty cells: grey
     pls_->init();
     pls_->adv(0);
-    pls_->schr(0, 1.1);
+    pls_->schr(0, kTextScale);
   }
   ~PngCanvas() {
     std::error_code ec;
@@ -88,11 +99,14 @@ std::array<int, 3> diverging(double t) {
   const auto& end = t < 0 ? blue : red;
   const double a = std::abs(t);
   std::array<int, 3> rgb{};
-  for (int i = 0; i < 3; ++i) rgb[i] = static_cast<int>(std::lround(white[i] + a * (end[i] - white[i])));
+  for (int i = 0; i < 3; ++i)
+    rgb[i] = static_cast<int>(std::lround(white[i] + a * (end[i] - white[i])));
   return rgb;
 }
 
-std::string signed_value(double v) { return fmt::format("{:+.2f}", v); }
+std::string signed_value(double v) {
+  return fmt::format("{:+.2f}", v);
+}
 
 }  // namespace
 
@@ -109,7 +123,7 @@ std::string render_heatmap_png(const HeatMap& map) {
   if (range == 0) range = 1;
 
   PngCanvas canvas;
-  canvas->vpor(0.13, 0.86, 0.16, 0.90);
+  canvas->vpor(0.13, 0.86, 0.12, 0.92);
   canvas->wind(0, cols, 0, rows);
   for (int r = 0; r < rows; ++r) {
     const double y1 = rows - r, y0 = y1 - 1;
@@ -123,16 +137,21 @@ std::string render_heatmap_png(const HeatMap& map) {
       const double t = *v / range;
       canvas.fill_rgb(diverging(t), c, c + 1, y0, y1);
       // White text on saturated cells, black elsewhere.
-      if (std::abs(t) > 0.6) canvas->scol0(3, 255, 255, 255); else canvas->scol0(3, 0, 0, 0);
+      if (std::abs(t) > 0.6)
+        canvas->scol0(3, 255, 255, 255);
+      else
+        canvas->scol0(3, 0, 0, 0);
       canvas->col0(3);
       canvas->ptex(c + 0.5, y0 + 0.42, 1, 0, 0.5, signed_value(*v).c_str());
       canvas->col0(1);
     }
-    canvas->mtex("lv", 0.8, 1.0 - (r + 0.5) / rows, 1.0, map.row_labels[static_cast<std::size_t>(r)].c_str());
+    canvas->mtex("lv", 0.8, 1.0 - (r + 0.5) / rows, 1.0,
+                 map.row_labels[static_cast<std::size_t>(r)].c_str());
   }
   canvas->box("bc", 1.0, 0, "bc", 1.0, 0);  // cell borders
   for (int c = 1; c < cols; ++c) canvas->join(c, 0, c, rows);
   for (int r = 1; r < rows; ++r) canvas->join(0, r, cols, r);
+  canvas->schr(0, kLabelScale);
   for (int c = 0; c < cols; ++c) {
     const std::string& label = map.column_labels[static_cast<std::size_t>(c)];
     const auto nl = label.find('\n');
@@ -140,27 +159,28 @@ std::string render_heatmap_png(const HeatMap& map) {
     canvas->mtex("b", 1.5, pos, 0.5, label.substr(0, nl).c_str());
     if (nl != std::string::npos) canvas->mtex("b", 3.0, pos, 0.5, label.substr(nl + 1).c_str());
   }
-  canvas->schr(0, 1.5);
+  canvas->schr(0, kTitleScale);
   canvas->mtex("t", 1.5, 0.5, 0.5, map.title.c_str());
-  canvas->schr(0, 1.1);
+  canvas->schr(0, kTextScale);
 
   // Colour bar.
   constexpr int kSteps = 64;
-  canvas->vpor(0.89, 0.915, 0.16, 0.90);
+  canvas->vpor(0.885, 0.905, 0.12, 0.92);
   canvas->wind(0, 1, -range, range);
   for (int i = 0; i < kSteps; ++i) {
     const double y0 = -range + 2 * range * i / kSteps, y1 = -range + 2 * range * (i + 1) / kSteps;
     canvas.fill_rgb(diverging((y0 + y1) / 2 / range), 0, 1, y0, y1);
   }
   canvas->box("bc", 0, 0, "bcmstv", 0, 0);
-  canvas->mtex("r", 5.0, 0.5, 0.5, map.value_label.c_str());
+  canvas->mtex("r", 4.5, 0.5, 0.5, map.value_label.c_str());
   return canvas.finish();
 }
 
 std::string render_bars_png(const BarChart& chart) {
   const int groups = static_cast<int>(chart.categories.size());
   const int series = static_cast<int>(chart.series.size());
-  if (groups == 0 || series == 0) throw RuntimeFailure("bar chart '" + chart.title + "' has no bars");
+  if (groups == 0 || series == 0)
+    throw RuntimeFailure("bar chart '" + chart.title + "' has no bars");
   double lo = 0, hi = 0;
   for (const auto& s : chart.values) {
     for (const auto& v : s) {
@@ -175,7 +195,7 @@ std::string render_bars_png(const BarChart& chart) {
   hi += pad;
 
   PngCanvas canvas;
-  canvas->vpor(0.08, 0.80, 0.14, 0.90);
+  canvas->vpor(0.08, 0.82, 0.10, 0.92);
   canvas->wind(0, groups, lo, hi);
   canvas->col0(2);
   canvas->box("", 0, 0, "g", 0, 0);  // horizontal grid lines behind the bars
@@ -192,29 +212,36 @@ std::string render_bars_png(const BarChart& chart) {
   }
   canvas->join(0, 0, groups, 0);  // zero line
   canvas->box("bc", 1.0, 0, "bcnstv", 0, 0);
+  canvas->schr(0, kLabelScale);
   for (int g = 0; g < groups; ++g) {
-    canvas->mtex("b", 1.5, (g + 0.5) / groups, 0.5, chart.categories[static_cast<std::size_t>(g)].c_str());
+    canvas->mtex("b", 1.5, (g + 0.5) / groups, 0.5,
+                 chart.categories[static_cast<std::size_t>(g)].c_str());
   }
-  canvas->mtex("l", 5.0, 0.5, 0.5, chart.y_label.c_str());
-  canvas->schr(0, 1.5);
+  canvas->mtex("l", 4.0, 0.5, 0.5, chart.y_label.c_str());
+  canvas->schr(0, kTitleScale);
   canvas->mtex("t", 1.5, 0.5, 0.5, chart.title.c_str());
-  canvas->schr(0, 1.1);
+  canvas->schr(0, kTextScale);
 
   // Legend at the right.
-  canvas->vpor(0.82, 0.98, 0.14, 0.90);
+  canvas->vpor(0.84, 0.99, 0.10, 0.92);
   canvas->wind(0, 1, 0, 1);
   for (int s = 0; s < series; ++s) {
-    const double y = 0.95 - 0.07 * s;
-    canvas.fill_rgb(kPalette[static_cast<std::size_t>(s) % kPalette.size()], 0.02, 0.16, y - 0.02, y + 0.02);
-    canvas->ptex(0.2, y - 0.01, 1, 0, 0, chart.series[static_cast<std::size_t>(s)].c_str());
+    const double y = 0.97 - 0.05 * s;
+    canvas.fill_rgb(kPalette[static_cast<std::size_t>(s) % kPalette.size()], 0.02, 0.14, y - 0.015,
+                    y + 0.015);
+    canvas->ptex(0.18, y - 0.008, 1, 0, 0, chart.series[static_cast<std::size_t>(s)].c_str());
   }
   return canvas.finish();
 }
 
 #else
 
-std::string render_heatmap_png(const HeatMap&) { throw NotAvailableError("plots need PLplot, which this build lacks"); }
-std::string render_bars_png(const BarChart&) { throw NotAvailableError("plots need PLplot, which this build lacks"); }
+std::string render_heatmap_png(const HeatMap&) {
+  throw NotAvailableError("plots need PLplot, which this build lacks");
+}
+std::string render_bars_png(const BarChart&) {
+  throw NotAvailableError("plots need PLplot, which this build lacks");
+}
 
 #endif
 

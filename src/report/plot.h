@@ -13,9 +13,9 @@ bool plots_available();
 // A grid of values coloured on a diverging scale centred at 0, each cell labelled with its value.
 struct HeatMap {
   std::string title;
-  std::string value_label;                  // e.g. "Dice change vs baseline (%)"
-  std::vector<std::string> row_labels;      // top to bottom
-  std::vector<std::string> column_labels;   // may hold "\n" for a second line
+  std::string value_label;                                 // e.g. "Dice change vs baseline (%)"
+  std::vector<std::string> row_labels;                     // top to bottom
+  std::vector<std::string> column_labels;                  // may hold "\n" for a second line
   std::vector<std::vector<std::optional<double>>> values;  // [row][column]; nullopt: no run
 };
 

@@ -16,7 +16,9 @@ std::string markdown_escape(const std::string& text) {
   return out;
 }
 
-bool is_numeric(CellFormat f) { return f == CellFormat::kCount || f == CellFormat::kMetric || f == CellFormat::kPercent; }
+bool is_numeric(CellFormat f) {
+  return f == CellFormat::kCount || f == CellFormat::kMetric || f == CellFormat::kPercent;
+}
 
 }  // namespace
 
@@ -51,7 +53,8 @@ std::string table_markdown(const Table& table) {
     out += "|";
     for (std::size_t i = 0; i < table.columns.size(); ++i) {
       std::string text = markdown_escape(format_cell(row[i], table.columns[i].format));
-      if (const auto* t = std::get_if<MetricTriple>(&row[i]); t && t->best) text = "**" + text + "**";
+      if (const auto* t = std::get_if<MetricTriple>(&row[i]); t && t->best)
+        text = "**" + text + "**";
       out += " " + text + " |";
     }
     out += "\n";
@@ -63,11 +66,20 @@ std::string html_escape(const std::string& text) {
   std::string out;
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;

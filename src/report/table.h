@@ -28,7 +28,7 @@ struct Column {
 };
 
 struct Table {
-  std::string id;           // key in insights.json, anchor in HTML
+  std::string id;  // key in insights.json, anchor in HTML
   std::string title;
   std::string description;  // one line under the title
   std::vector<Column> columns;

@@ -30,12 +30,14 @@ class CsvReader {
       if (pos_ < text_.size() && text_[pos_] == '"') {
         read_quoted(field);
       } else {
-        while (pos_ < text_.size() && text_[pos_] != ',' && text_[pos_] != '\n' && text_[pos_] != '\r') {
+        while (pos_ < text_.size() && text_[pos_] != ',' && text_[pos_] != '\n' &&
+               text_[pos_] != '\r') {
           if (text_[pos_] == '"') {
             throw InputError(file_message(
-                source_, fmt::format("line {}: field {} has a quote inside an unquoted field; quote "
-                                     "the field and double the inner quotes (RFC 4180)",
-                                     line_, record.fields.size() + 1)));
+                source_,
+                fmt::format("line {}: field {} has a quote inside an unquoted field; quote "
+                            "the field and double the inner quotes (RFC 4180)",
+                            line_, record.fields.size() + 1)));
           }
           field += text_[pos_++];
         }
@@ -98,7 +100,8 @@ CsvTable parse_csv(std::string_view text, const std::string& source) {
   CsvReader reader(text, source);
   CsvTable table;
   CsvRecord record;
-  if (!reader.next(record)) throw InputError(file_message(source, "empty CSV file; expected a header line"));
+  if (!reader.next(record))
+    throw InputError(file_message(source, "empty CSV file; expected a header line"));
   table.header = record.fields;
   while (reader.next(record)) {
     if (record.fields.size() != table.header.size()) {

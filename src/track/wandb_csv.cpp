@@ -71,7 +71,8 @@ std::vector<std::string> parse_module_list(const std::string& text, const std::s
   while (start <= inner.size()) {
     const std::size_t comma = std::min(inner.find(',', start), inner.size());
     std::string item = trim(inner.substr(start, comma - start));
-    if (item.size() >= 2 && (item.front() == '\'' || item.front() == '"') && item.back() == item.front()) {
+    if (item.size() >= 2 && (item.front() == '\'' || item.front() == '"') &&
+        item.back() == item.front()) {
       item = item.substr(1, item.size() - 2);
     }
     if (!item.empty()) out.push_back(item);
@@ -81,7 +82,8 @@ std::vector<std::string> parse_module_list(const std::string& text, const std::s
 }
 
 // Column index per role; -1 when an optional role is absent.
-std::map<std::string, int> map_columns(const std::vector<std::string>& header, const std::string& source,
+std::map<std::string, int> map_columns(const std::vector<std::string>& header,
+                                       const std::string& source,
                                        const ColumnOverrides& overrides) {
   std::map<std::string, int> index;
   auto find = [&](const std::string& name) -> int {
@@ -100,9 +102,9 @@ std::map<std::string, int> map_columns(const std::vector<std::string>& header, c
       at = find(it->second);
       tried = fmt::format("'{}' (from --column {}={})", it->second, role.role, it->second);
       if (at < 0) {
-        throw InputError(file_message(
-            source, fmt::format("no column {} for {}; the header has: {}", tried, role.meaning,
-                                fmt::join(header, ", "))));
+        throw InputError(
+            file_message(source, fmt::format("no column {} for {}; the header has: {}", tried,
+                                             role.meaning, fmt::join(header, ", "))));
       }
     } else {
       std::vector<std::string> names;
@@ -131,13 +133,18 @@ const std::vector<ColumnRole>& column_roles() {
       {"dice", {"eval/Dice", "Dice", "dice"}, true, "the Dice metric"},
       {"mae", {"eval/MAE", "MAE", "mae"}, true, "the MAE metric"},
       {"miou", {"eval/mIoU", "mIoU", "miou"}, true, "the mIoU metric"},
-      {"prompt_type", {"module.model.prompt_type", "model.prompt_type", "prompt_type", "prompt"}, true,
+      {"prompt_type",
+       {"module.model.prompt_type", "model.prompt_type", "prompt_type", "prompt"},
+       true,
        "the prompt type"},
       {"trainable_modules",
-       {"module.model.trainable_modules", "model.trainable_modules", "trainable_modules"}, true,
+       {"module.model.trainable_modules", "model.trainable_modules", "trainable_modules"},
+       true,
        "the list of trainable modules"},
       {"dataset", {"data_module.data.name", "data.name", "dataset"}, true, "the dataset name"},
-      {"max_epochs", {"trainer.max_epochs", "max_epochs", "epochs"}, true,
+      {"max_epochs",
+       {"trainer.max_epochs", "max_epochs", "epochs"},
+       true,
        "the epoch budget (0 marks a baseline)"},
       {"recipe", {"recipe", "combo.recipe"}, false, "the recipe token"},
   };
@@ -149,7 +156,8 @@ ColumnOverrides parse_column_overrides(const std::vector<std::string>& entries) 
   for (const std::string& entry : entries) {
     const auto eq = entry.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == entry.size()) {
-      throw UsageError(fmt::format("--column '{}': expected role=column-name, e.g. dice=eval/Dice", entry));
+      throw UsageError(
+          fmt::format("--column '{}': expected role=column-name, e.g. dice=eval/Dice", entry));
     }
     const std::string role = entry.substr(0, eq);
     const bool known = std::any_of(column_roles().begin(), column_roles().end(),
@@ -191,8 +199,8 @@ RunTable parse_wandb_csv(const std::string& text, const std::string& source,
       const auto value = parse_double(cell);
       if (!value || !std::isfinite(*value)) {
         throw InputError(file_message(
-            source, fmt::format("line {}, run '{}': column '{}' has '{}', expected a number", rec.line,
-                                run.name, csv.header[col.at(key)], cell)));
+            source, fmt::format("line {}, run '{}': column '{}' has '{}', expected a number",
+                                rec.line, run.name, csv.header[col.at(key)], cell)));
       }
       run.metrics[key] = *value;
     }
@@ -206,7 +214,8 @@ RunTable parse_wandb_csv(const std::string& text, const std::string& source,
     }
     run.max_epochs = static_cast<int>(*e);
     run.is_baseline = run.max_epochs == 0;
-    run.trainable_modules = parse_module_list(field("trainable_modules"), source, rec.line, run.name);
+    run.trainable_modules =
+        parse_module_list(field("trainable_modules"), source, rec.line, run.name);
     run.recipe = trim(field("recipe"));
     if (run.recipe.empty()) run.recipe = recipe_from_name(run.name, run.dataset, run.prompt_type);
     table.runs.push_back(std::move(run));
@@ -219,16 +228,16 @@ RunTable read_wandb_csv(const std::filesystem::path& path, const ColumnOverrides
 }
 
 std::string format_wandb_csv(const RunTable& table) {
-  std::string out = csv_line({"Name", "eval/Dice", "eval/MAE", "eval/mIoU", "module.model.prompt_type",
-                              "module.model.trainable_modules", "data_module.data.name",
-                              "trainer.max_epochs"});
+  std::string out =
+      csv_line({"Name", "eval/Dice", "eval/MAE", "eval/mIoU", "module.model.prompt_type",
+                "module.model.trainable_modules", "data_module.data.name", "trainer.max_epochs"});
   auto metric = [](const RunRecord& run, const char* key) {
     const auto v = run.metric(key);
     return v ? fmt::format("{}", *v) : std::string();  // shortest text that round-trips
   };
   for (const RunRecord& run : table.runs) {
-    out += csv_line({run.name, metric(run, kDice), metric(run, kMae), metric(run, kMiou), run.prompt_type,
-                     nlohmann::json(run.trainable_modules).dump(), run.dataset,
+    out += csv_line({run.name, metric(run, kDice), metric(run, kMae), metric(run, kMiou),
+                     run.prompt_type, nlohmann::json(run.trainable_modules).dump(), run.dataset,
                      std::to_string(run.max_epochs)});
   }
   return out;

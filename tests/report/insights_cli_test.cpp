@@ -15,10 +15,11 @@ using test::run_command;
 TEST(ReportCli, InsightsWritesTheThreeFiles) {
   IRIS_REQUIRE_REFERENCE(reference);
   test::TempDir dir;
-  write_file_atomic(dir / "export.csv", test::export_csv(test::reference_runs(test::parse_markdown_tables(reference))));
+  write_file_atomic(dir / "export.csv",
+                    test::export_csv(test::reference_runs(test::parse_markdown_tables(reference))));
   const auto out = dir / "report";
-  const auto r = run_command(iris_binary() + " report insights --csv '" + (dir / "export.csv").string() + "' --out '" +
-                             out.string() + "'");
+  const auto r = run_command(iris_binary() + " report insights --csv '" +
+                             (dir / "export.csv").string() + "' --out '" + out.string() + "'");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   for (const char* f : {"insights.md", "insights.html", "insights.json"}) {
     EXPECT_TRUE(std::filesystem::exists(out / f)) << f;
@@ -28,14 +29,16 @@ TEST(ReportCli, InsightsWritesTheThreeFiles) {
 TEST(ReportCli, BadCsvExitsWithCode3AndMessage) {
   test::TempDir dir;
   write_file_atomic(dir / "bad.csv", "\"Name\",\"eval/Dice\"\n\"a\",\"0.5\"\n");
-  const auto r = run_command(iris_binary() + " report insights --csv '" + (dir / "bad.csv").string() + "' --out '" +
-                             (dir / "out").string() + "'");
+  const auto r =
+      run_command(iris_binary() + " report insights --csv '" + (dir / "bad.csv").string() +
+                  "' --out '" + (dir / "out").string() + "'");
   EXPECT_EQ(r.exit_code, 3) << r.output;
   EXPECT_NE(r.output.find("bad.csv: missing required column"), std::string::npos) << r.output;
   EXPECT_FALSE(std::filesystem::exists(dir / "out" / "insights.md"));
 
-  const auto missing = run_command(iris_binary() + " report insights --csv '" + (dir / "nope.csv").string() +
-                                   "' --out '" + (dir / "out").string() + "'");
+  const auto missing =
+      run_command(iris_binary() + " report insights --csv '" + (dir / "nope.csv").string() +
+                  "' --out '" + (dir / "out").string() + "'");
   EXPECT_EQ(missing.exit_code, 3) << missing.output;
   EXPECT_NE(missing.output.find("nope.csv"), std::string::npos) << missing.output;
 }
@@ -46,11 +49,12 @@ TEST(ReportCli, ColumnOverrideAndUsageErrors) {
                     "run,d,m,i,p,t,ds,e\n"
                     "ds_box_mem__0,0.5,2,0.4,box,\"[\"\"memory_encoder\"\"]\",ds,0\n"
                     "ds_box_md__1,0.6,1,0.5,box,\"[\"\"mask_decoder\"\"]\",ds,30\n");
-  const std::string base = iris_binary() + " report insights --csv '" + (dir / "e.csv").string() + "' --out '" +
-                           (dir / "out").string() + "' --no-plots";
-  const auto ok = run_command(base +
-                              " --column dice=d --column mae=m --column miou=i --column prompt_type=p"
-                              " --column trainable_modules=t --column dataset=ds --column max_epochs=e");
+  const std::string base = iris_binary() + " report insights --csv '" + (dir / "e.csv").string() +
+                           "' --out '" + (dir / "out").string() + "' --no-plots";
+  const auto ok =
+      run_command(base +
+                  " --column dice=d --column mae=m --column miou=i --column prompt_type=p"
+                  " --column trainable_modules=t --column dataset=ds --column max_epochs=e");
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
   EXPECT_TRUE(std::filesystem::exists(dir / "out" / "insights.json"));
   EXPECT_EQ(run_command(base + " --column volume=x").exit_code, 2);

@@ -8,9 +8,9 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "reference_data.h"
 #include "report/insights_writer.h"
 #include "report/plot.h"
-#include "reference_data.h"
 #include "test_util.h"
 #include "track/wandb_csv.h"
 
@@ -22,15 +22,19 @@ using test::MdTable;
 
 // Reference heading -> table id in insights.json.
 const std::vector<std::pair<std::string, std::string>> kReferenceTables = {
-    {"Trained Models vs Baseline", "trained_vs_baseline"}, {"Insight 1", "overall_impact"},
-    {"Insight 2", "memory_contribution"},                 {"Insight 3", "image_encoder_contribution"},
-    {"Insight 4", "prompt_type_effectiveness"},           {"Insight 5", "best_configuration"},
+    {"Trained Models vs Baseline", "trained_vs_baseline"},
+    {"Insight 1", "overall_impact"},
+    {"Insight 2", "memory_contribution"},
+    {"Insight 3", "image_encoder_contribution"},
+    {"Insight 4", "prompt_type_effectiveness"},
+    {"Insight 5", "best_configuration"},
     {"Insight 6", "best_recipe"}};
 
 // Printed precision of a reference column: percentages have 2 decimals, metrics 4.
 double tolerance(const std::string& column) {
   if (column == "run_count") return 0;
-  const bool percent = column.find('%') != std::string::npos || column.find("improvement") != std::string::npos ||
+  const bool percent = column.find('%') != std::string::npos ||
+                       column.find("improvement") != std::string::npos ||
                        column.find("Image Encoder") != std::string::npos;
   return (percent ? 1e-2 : 1e-4) + 1e-9;
 }
@@ -58,7 +62,9 @@ std::string conclusion(const InsightsReport& r, const std::string& topic) {
   return "(no '" + topic + "' conclusion)";
 }
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 TEST(InsightsReference, EveryTableIsReproducedInJsonAndMarkdown) {
   IRIS_REQUIRE_REFERENCE(reference);
@@ -103,7 +109,8 @@ TEST(InsightsReference, EveryTableIsReproducedInJsonAndMarkdown) {
 }
 
 // Runs of the reference study, changed by `edit` (which may alter Dice of trained runs).
-std::vector<CsvRun> edited(const std::vector<MdTable>& tables, const std::function<void(CsvRun&)>& edit) {
+std::vector<CsvRun> edited(const std::vector<MdTable>& tables,
+                           const std::function<void(CsvRun&)>& edit) {
   auto runs = test::reference_runs(tables);
   for (auto& r : runs) {
     if (r.epochs != 0) edit(r);
@@ -111,7 +118,9 @@ std::vector<CsvRun> edited(const std::vector<MdTable>& tables, const std::functi
   return runs;
 }
 
-bool has_memory(const CsvRun& r) { return r.recipe.rfind("mem", 0) == 0; }
+bool has_memory(const CsvRun& r) {
+  return r.recipe.rfind("mem", 0) == 0;
+}
 
 TEST(InsightsReference, ConclusionsFollowTheTables) {
   IRIS_REQUIRE_REFERENCE(reference);
@@ -122,46 +131,77 @@ TEST(InsightsReference, ConclusionsFollowTheTables) {
   // Count losses straight from the reference table.
   const MdTable& cmp = test::table_under(tables, "Trained Models vs Baseline");
   int lower = 0;
-  for (const auto& row : cmp.rows) lower += std::stod(row[cmp.column("eval/Dice")]) < std::stod(row[cmp.column("Dice_baseline")]);
-  EXPECT_TRUE(contains(conclusion(rep, "wins"),
-                       std::to_string(lower) + " of 63 trained runs have lower Dice than their baseline"))
+  for (const auto& row : cmp.rows)
+    lower += std::stod(row[cmp.column("eval/Dice")]) < std::stod(row[cmp.column("Dice_baseline")]);
+  EXPECT_TRUE(
+      contains(conclusion(rep, "wins"),
+               std::to_string(lower) + " of 63 trained runs have lower Dice than their baseline"))
       << conclusion(rep, "wins");
 
-  EXPECT_TRUE(contains(conclusion(rep, "memory"), "did not improve mean Dice on any dataset")) << conclusion(rep, "memory");
+  EXPECT_TRUE(contains(conclusion(rep, "memory"), "did not improve mean Dice on any dataset"))
+      << conclusion(rep, "memory");
   EXPECT_TRUE(contains(conclusion(rep, "memory"), "0.7946 with vs 0.7959 without on cholecseg8k"));
-  EXPECT_EQ(conclusion(rep, "recipe").rfind("md+pe+ie ranks first by mean Dice", 0), 0u) << conclusion(rep, "recipe");
+  EXPECT_EQ(conclusion(rep, "recipe").rfind("md+pe+ie ranks first by mean Dice", 0), 0u)
+      << conclusion(rep, "recipe");
   EXPECT_TRUE(contains(conclusion(rep, "recipe"), "(0.6809; mean Dice change +6.65%; 9 runs)"));
-  EXPECT_TRUE(contains(conclusion(rep, "prompt_gain"), "concentrate on point prompts")) << conclusion(rep, "prompt_gain");
-  EXPECT_TRUE(contains(conclusion(rep, "image_encoder"), "on every dataset")) << conclusion(rep, "image_encoder");
+  EXPECT_TRUE(contains(conclusion(rep, "prompt_gain"), "concentrate on point prompts"))
+      << conclusion(rep, "prompt_gain");
+  EXPECT_TRUE(contains(conclusion(rep, "image_encoder"), "on every dataset"))
+      << conclusion(rep, "image_encoder");
   EXPECT_TRUE(contains(conclusion(rep, "seeds"), "single run (one seed)"));
   EXPECT_TRUE(contains(conclusion(rep, "mae_units"), "source's units"));
   EXPECT_TRUE(contains(conclusion(rep, "mae_units"), "unknown"));
   // The reference's prose claims point prompts lag on every dataset; its own table says otherwise.
   EXPECT_TRUE(contains(conclusion(rep, "prompt"), "lowest with")) << conclusion(rep, "prompt");
-  EXPECT_TRUE(contains(conclusion(rep, "prompt"), "box prompts on endovis17 (0.7981)")) << conclusion(rep, "prompt");
-  for (const char* topic : {"scope", "overall", "wins", "wins_by_group", "memory", "memory_pairs", "memory_by_prompt",
-                            "image_encoder", "image_encoder_pairs", "prompt", "prompt_gain", "recipe", "best"}) {
-    EXPECT_FALSE(contains(conclusion(rep, topic), "(no '")) << topic << " was not written or was dropped";
+  EXPECT_TRUE(contains(conclusion(rep, "prompt"), "box prompts on endovis17 (0.7981)"))
+      << conclusion(rep, "prompt");
+  for (const char* topic :
+       {"scope", "overall", "wins", "wins_by_group", "memory", "memory_pairs", "memory_by_prompt",
+        "image_encoder", "image_encoder_pairs", "prompt", "prompt_gain", "recipe", "best"}) {
+    EXPECT_FALSE(contains(conclusion(rep, topic), "(no '"))
+        << topic << " was not written or was dropped";
   }
-  for (const auto& c : rep.conclusions) EXPECT_TRUE(unbacked_numbers(c.text, rep.tables).empty()) << c.text;
+  for (const auto& c : rep.conclusions)
+    EXPECT_TRUE(unbacked_numbers(c.text, rep.tables).empty()) << c.text;
 
   // Data built the other way round: each sentence flips.
-  const InsightsReport mem = report_for(edited(tables, [](CsvRun& r) { if (has_memory(r)) r.dice += 0.05; }), dir);
-  EXPECT_TRUE(contains(conclusion(mem, "memory"), "improved mean Dice on every dataset")) << conclusion(mem, "memory");
+  const InsightsReport mem = report_for(edited(tables,
+                                               [](CsvRun& r) {
+                                                 if (has_memory(r)) r.dice += 0.05;
+                                               }),
+                                        dir);
+  EXPECT_TRUE(contains(conclusion(mem, "memory"), "improved mean Dice on every dataset"))
+      << conclusion(mem, "memory");
   EXPECT_FALSE(contains(conclusion(mem, "memory"), "did not improve"));
 
-  const InsightsReport md = report_for(edited(tables, [](CsvRun& r) { if (r.recipe == "md") r.dice += 0.1; }), dir);
-  EXPECT_EQ(conclusion(md, "recipe").rfind("md ranks first by mean Dice", 0), 0u) << conclusion(md, "recipe");
+  const InsightsReport md = report_for(edited(tables,
+                                              [](CsvRun& r) {
+                                                if (r.recipe == "md") r.dice += 0.1;
+                                              }),
+                                       dir);
+  EXPECT_EQ(conclusion(md, "recipe").rfind("md ranks first by mean Dice", 0), 0u)
+      << conclusion(md, "recipe");
 
-  const InsightsReport box = report_for(edited(tables, [](CsvRun& r) { if (r.prompt == "box") r.dice += 0.15; }), dir);
-  EXPECT_TRUE(contains(conclusion(box, "prompt_gain"), "concentrate on box prompts")) << conclusion(box, "prompt_gain");
+  const InsightsReport box = report_for(edited(tables,
+                                               [](CsvRun& r) {
+                                                 if (r.prompt == "box") r.dice += 0.15;
+                                               }),
+                                        dir);
+  EXPECT_TRUE(contains(conclusion(box, "prompt_gain"), "concentrate on box prompts"))
+      << conclusion(box, "prompt_gain");
 
-  const InsightsReport all_up = report_for(edited(tables, [](CsvRun& r) { r.dice = std::max(r.dice, 0.99); }), dir);
-  EXPECT_TRUE(contains(conclusion(all_up, "wins"), "0 of 63 trained runs have lower Dice")) << conclusion(all_up, "wins");
+  const InsightsReport all_up =
+      report_for(edited(tables, [](CsvRun& r) { r.dice = std::max(r.dice, 0.99); }), dir);
+  EXPECT_TRUE(contains(conclusion(all_up, "wins"), "0 of 63 trained runs have lower Dice"))
+      << conclusion(all_up, "wins");
 
-  const InsightsReport ie = report_for(
-      edited(tables, [](CsvRun& r) { if (contains(r.recipe, "ie")) r.dice -= 0.1; }), dir);
-  EXPECT_TRUE(contains(conclusion(ie, "image_encoder"), "on no dataset")) << conclusion(ie, "image_encoder");
+  const InsightsReport ie = report_for(edited(tables,
+                                              [](CsvRun& r) {
+                                                if (contains(r.recipe, "ie")) r.dice -= 0.1;
+                                              }),
+                                       dir);
+  EXPECT_TRUE(contains(conclusion(ie, "image_encoder"), "on no dataset"))
+      << conclusion(ie, "image_encoder");
   EXPECT_TRUE(contains(conclusion(ie, "image_encoder_pairs"), "higher Dice in 0 of 18 pairs"))
       << conclusion(ie, "image_encoder_pairs");
 
@@ -174,8 +214,10 @@ TEST(InsightsReference, ConclusionsFollowTheTables) {
 }
 
 TEST(Insights, SentenceQuotingAnUnprintedNumberIsFlagged) {
-  Table t{"t", "T", "", {{"x", CellFormat::kMetric}, {"y", CellFormat::kPercent}}, {{0.12344, 3.456}}};
-  EXPECT_TRUE(unbacked_numbers("x is 0.1234 and y is +3.46% on cholecseg8k run a__148297.", {t}).empty());
+  Table t{
+      "t", "T", "", {{"x", CellFormat::kMetric}, {"y", CellFormat::kPercent}}, {{0.12344, 3.456}}};
+  EXPECT_TRUE(
+      unbacked_numbers("x is 0.1234 and y is +3.46% on cholecseg8k run a__148297.", {t}).empty());
   EXPECT_EQ(unbacked_numbers("x is 0.1235.", {t}), std::vector<std::string>{"0.1235"});
 }
 
@@ -199,7 +241,8 @@ TEST(InsightsBadInput, RunWithoutBaselineIsExcludedAndListed) {
   EXPECT_EQ(rep.insights.excluded[0].name, "ds_point_md__3");
   EXPECT_EQ(rep.insights.excluded[0].line, 5u);
   EXPECT_EQ(rep.insights.missing_baselines, std::vector<std::string>{"ds/point"});
-  EXPECT_TRUE(contains(conclusion(rep, "excluded"), "1 of 3 trained runs are excluded from every table"));
+  EXPECT_TRUE(
+      contains(conclusion(rep, "excluded"), "1 of 3 trained runs are excluded from every table"));
   EXPECT_TRUE(contains(conclusion(rep, "excluded"), "missing baselines: ds/point"));
   // Nothing is filled in: the excluded run appears in no table but "excluded_runs".
   const auto files = write_insights_report(rep, dir / "out", {false});
@@ -209,21 +252,26 @@ TEST(InsightsBadInput, RunWithoutBaselineIsExcludedAndListed) {
     EXPECT_FALSE(contains(rows.dump(), "ds_point_md__3")) << id;
   }
   EXPECT_EQ(json["tables"]["excluded_runs"][0]["Name"], "ds_point_md__3");
-  EXPECT_TRUE(contains(read_file(files.markdown), "no baseline (max_epochs 0) for dataset 'ds', prompt type 'point'"));
+  EXPECT_TRUE(contains(read_file(files.markdown),
+                       "no baseline (max_epochs 0) for dataset 'ds', prompt type 'point'"));
   // The memory pair md vs mem+md exists and is counted.
   EXPECT_TRUE(contains(conclusion(rep, "memory_pairs"), "higher Dice in 1 of 1 pairs"));
 }
 
 TEST(InsightsBadInput, DuplicateBaselineNamesBothRuns) {
   std::string text = small_export();
-  text += "\"ds_box_mem__9\",\"0.51\",\"2.1\",\"0.41\",\"box\",\"[\"\"memory_encoder\"\"]\",\"ds\",\"0\"\n";
+  text +=
+      "\"ds_box_mem__9\",\"0.51\",\"2.1\",\"0.41\",\"box\",\"[\"\"memory_encoder\"\"]\",\"ds\","
+      "\"0\"\n";
   try {
     build_insights_report(track::parse_wandb_csv(text, "e.csv"));
     FAIL() << "expected InputError";
   } catch (const InputError& e) {
     const std::string msg = e.what();
-    EXPECT_TRUE(contains(msg, "e.csv: duplicate baseline for dataset 'ds', prompt type 'box': line 2 run "
-                              "'ds_box_mem__0' and line 6, run 'ds_box_mem__9'"))
+    EXPECT_TRUE(
+        contains(msg,
+                 "e.csv: duplicate baseline for dataset 'ds', prompt type 'box': line 2 run "
+                 "'ds_box_mem__0' and line 6, run 'ds_box_mem__9'"))
         << msg;
   }
 }
@@ -235,8 +283,10 @@ TEST(InsightsBadInput, BaselineWithoutMetricIsAnError) {
     build_insights_report(track::parse_wandb_csv(text, "e.csv"));
     FAIL() << "expected InputError";
   } catch (const InputError& e) {
-    EXPECT_TRUE(contains(e.what(), "e.csv: line 2, run 'ds_box_mem__0': baseline for dataset 'ds', prompt type "
-                                   "'box' has no Dice value"))
+    EXPECT_TRUE(
+        contains(e.what(),
+                 "e.csv: line 2, run 'ds_box_mem__0': baseline for dataset 'ds', prompt type "
+                 "'box' has no Dice value"))
         << e.what();
   }
 }
@@ -253,7 +303,8 @@ TEST(InsightsBadInput, TrainedRunWithoutMetricIsExcluded) {
 TEST(InsightsWriter, HtmlIsSelfContainedWithPlotsWhenAvailable) {
   IRIS_REQUIRE_REFERENCE(reference);
   test::TempDir dir;
-  const InsightsReport rep = report_for(test::reference_runs(test::parse_markdown_tables(reference)), dir);
+  const InsightsReport rep =
+      report_for(test::reference_runs(test::parse_markdown_tables(reference)), dir);
   const auto files = write_insights_report(rep, dir / "out");
   const std::string html = read_file(files.html);
   EXPECT_TRUE(contains(html, "<table id=\"trained_vs_baseline\">"));
@@ -270,7 +321,7 @@ TEST(InsightsWriter, HtmlIsSelfContainedWithPlotsWhenAvailable) {
     EXPECT_EQ(png.substr(1, 3), "PNG");
     EXPECT_TRUE(contains(html, "data:image/png;base64," + base64_encode(png).substr(0, 64)));
   }
-  EXPECT_TRUE(contains(read_file(files.markdown), "![")); 
+  EXPECT_TRUE(contains(read_file(files.markdown), "!["));
 }
 
 TEST(InsightsWriter, Base64) {

@@ -19,7 +19,8 @@
 namespace iris::test {
 
 inline std::filesystem::path reference_report_path() {
-  return std::filesystem::path(IRIS_SOURCE_DIR) / ".." / "shared" / "reference" / "training_insights_report.md";
+  return std::filesystem::path(IRIS_SOURCE_DIR) / ".." / "shared" / "reference" /
+         "training_insights_report.md";
 }
 
 inline std::optional<std::string> read_reference_report() {
@@ -30,12 +31,13 @@ inline std::optional<std::string> read_reference_report() {
   return ss.str();
 }
 
-#define IRIS_REQUIRE_REFERENCE(text)                                                                    \
-  const auto text##_opt = ::iris::test::read_reference_report();                                      \
-  if (!text##_opt) {                                                                                  \
-    GTEST_SKIP() << "shared material not found at " << ::iris::test::reference_report_path()          \
-                 << " (the ../shared folder beside the checkout); the reference comparison is skipped"; \
-  }                                                                                                   \
+#define IRIS_REQUIRE_REFERENCE(text)                                                           \
+  const auto text##_opt = ::iris::test::read_reference_report();                               \
+  if (!text##_opt) {                                                                           \
+    GTEST_SKIP()                                                                               \
+        << "shared material not found at " << ::iris::test::reference_report_path()            \
+        << " (the ../shared folder beside the checkout); the reference comparison is skipped"; \
+  }                                                                                            \
   const std::string& text = *text##_opt
 
 struct MdTable {
@@ -90,7 +92,8 @@ inline std::vector<MdTable> parse_markdown_tables(const std::string& text) {
   return tables;
 }
 
-inline const MdTable& table_under(const std::vector<MdTable>& tables, const std::string& heading_prefix) {
+inline const MdTable& table_under(const std::vector<MdTable>& tables,
+                                  const std::string& heading_prefix) {
   for (const auto& t : tables) {
     if (t.heading.rfind(heading_prefix, 0) == 0) return t;
   }
@@ -108,10 +111,11 @@ inline std::vector<std::string> recipe_modules(const std::string& recipe) {
   std::vector<std::string> modules;
   std::stringstream ss(recipe);
   std::string token;
-  std::map<std::string, std::vector<std::string>> map = {{"mem", {"memory_encoder", "memory_attention"}},
-                                                         {"md", {"mask_decoder"}},
-                                                         {"pe", {"prompt_encoder"}},
-                                                         {"ie", {"image_encoder"}}};
+  std::map<std::string, std::vector<std::string>> map = {
+      {"mem", {"memory_encoder", "memory_attention"}},
+      {"md", {"mask_decoder"}},
+      {"pe", {"prompt_encoder"}},
+      {"ie", {"image_encoder"}}};
   while (std::getline(ss, token, '+')) {
     for (const auto& m : map.at(token)) modules.push_back(m);
   }
@@ -129,7 +133,8 @@ inline std::string csv_field(const std::string& s) {
 
 inline std::string export_csv(const std::vector<CsvRun>& runs) {
   std::string out =
-      "\"Name\",\"eval/Dice\",\"eval/MAE\",\"eval/mIoU\",\"module.model.prompt_type\",\"module.model.trainable_modules\","
+      "\"Name\",\"eval/Dice\",\"eval/MAE\",\"eval/"
+      "mIoU\",\"module.model.prompt_type\",\"module.model.trainable_modules\","
       "\"data_module.data.name\",\"trainer.max_epochs\"\n";
   auto num = [](double v) {  // shortest text that reads back as the same double
     char buf[64];
@@ -194,7 +199,9 @@ inline std::vector<CsvRun> reference_runs(const std::vector<MdTable>& tables) {
   std::vector<CsvRun> runs;
   std::map<std::string, CsvRun> baselines;
   int id = 150000;
-  auto col = [&](const std::vector<std::string>& row, const char* name) { return std::stod(row[cmp.column(name)]); };
+  auto col = [&](const std::vector<std::string>& row, const char* name) {
+    return std::stod(row[cmp.column(name)]);
+  };
   // Baselines consistent with all printed changes of their group, per metric.
   struct Metric {
     const char *value, *base, *change;
@@ -214,7 +221,8 @@ inline std::vector<CsvRun> reference_runs(const std::vector<MdTable>& tables) {
       }
     }
     for (const auto& [key, lists] : printed) {
-      for (int m = 0; m < 3; ++m) base_values[key][m] = consistent_baseline(printed_base[key][m], lists[m]);
+      for (int m = 0; m < 3; ++m)
+        base_values[key][m] = consistent_baseline(printed_base[key][m], lists[m]);
     }
   }
   for (const auto& row : cmp.rows) {
@@ -223,7 +231,8 @@ inline std::vector<CsvRun> reference_runs(const std::vector<MdTable>& tables) {
     run.prompt = row[1];
     run.recipe = row[2];
     const std::string key = run.dataset + "_" + run.prompt;
-    const auto best_it = best_names.find(run.dataset + "/" + run.recipe + "/" + row[cmp.column("eval/Dice")]);
+    const auto best_it =
+        best_names.find(run.dataset + "/" + run.recipe + "/" + row[cmp.column("eval/Dice")]);
     run.name = best_it != best_names.end() ? best_it->second
                : (key == "cholecseg8k_mask" && run.recipe == "mem")
                    ? key + "_mem__148297"
@@ -233,7 +242,8 @@ inline std::vector<CsvRun> reference_runs(const std::vector<MdTable>& tables) {
     run.miou = refine(col(row, metrics[1].value), b[1], col(row, metrics[1].change));
     run.mae = refine(col(row, metrics[2].value), b[2], col(row, metrics[2].change));
     runs.push_back(run);
-    if (!baselines.count(key)) baselines[key] = {key + "_mem__148297", run.dataset, run.prompt, "mem", b[0], b[1], b[2], 0};
+    if (!baselines.count(key))
+      baselines[key] = {key + "_mem__148297", run.dataset, run.prompt, "mem", b[0], b[1], b[2], 0};
   }
   // Interleave the (dataset, prompt) groups round-robin, keeping each group's order, so the
   // report has to regroup them; the baselines come last.

@@ -35,13 +35,16 @@ TEST(Csv, MalformedInputNamesFileAndLine) {
     FAIL() << "expected InputError";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("runs.csv"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("line 3: 1 fields, but the header has 2"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("line 3: 1 fields, but the header has 2"),
+              std::string::npos)
+        << e.what();
   }
   try {
     parse_csv("a,b\n\"open,2\n", "runs.csv");
     FAIL() << "expected InputError";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("line 2: quoted field never closed"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("line 2: quoted field never closed"), std::string::npos)
+        << e.what();
   }
   EXPECT_THROW(parse_csv("a,b\n\"x\"y,2\n", "runs.csv"), InputError);
   EXPECT_THROW(parse_csv("a,b\nx\"y,2\n", "runs.csv"), InputError);

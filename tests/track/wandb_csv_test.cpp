@@ -11,8 +11,10 @@ const std::string kHeader =
     "\"Name\",\"eval/Dice\",\"eval/MAE\",\"eval/mIoU\",\"module.model.prompt_type\","
     "\"module.model.trainable_modules\",\"data_module.data.name\",\"trainer.max_epochs\"\n";
 const std::string kTrained =
-    "\"cholecseg8k_mask_mem+md+pe+ie__148297\",\"0.8606084263432308\",\"1.2770271242240798\",\"0.8057491721585212\","
-    "\"mask\",\"[\"\"memory_encoder\"\",\"\"memory_attention\"\",\"\"mask_decoder\"\",\"\"prompt_encoder\"\","
+    "\"cholecseg8k_mask_mem+md+pe+ie__148297\",\"0.8606084263432308\",\"1.2770271242240798\",\"0."
+    "8057491721585212\","
+    "\"mask\",\"[\"\"memory_encoder\"\",\"\"memory_attention\"\",\"\"mask_decoder\"\",\"\"prompt_"
+    "encoder\"\","
     "\"\"image_encoder\"\"]\",\"cholecseg8k\",\"30\"\n";
 const std::string kBaseline =
     "\"cholecseg8k_mask_mem__148297\",\"0.8515\",\"1.7016\",\"0.7932\",\"mask\","
@@ -53,7 +55,9 @@ TEST(WandbCsv, ColumnsAreFoundByNameInAnyOrderAndCanBeOverridden) {
   const std::string text =
       "dataset,max_epochs,run,Dice,score_mae,mIoU,prompt_type,trainable_modules,unused\n"
       "kvasir,30,kvasir_box_md__1,0.5,2,0.4,box,\"['mask_decoder']\",x\n";
-  EXPECT_NE(error_of([&] { parse_wandb_csv(text, "other.csv"); }).find("missing required column 'eval/MAE'"),
+  EXPECT_NE(error_of([&] {
+              parse_wandb_csv(text, "other.csv");
+            }).find("missing required column 'eval/MAE'"),
             std::string::npos);
   const RunTable t = parse_wandb_csv(text, "other.csv", parse_column_overrides({"mae=score_mae"}));
   ASSERT_EQ(t.runs.size(), 1u);
@@ -63,26 +67,32 @@ TEST(WandbCsv, ColumnsAreFoundByNameInAnyOrderAndCanBeOverridden) {
   EXPECT_DOUBLE_EQ(*t.runs[0].metric(kMae), 2.0);
   EXPECT_THROW(parse_column_overrides({"volume=x"}), UsageError);
   EXPECT_THROW(parse_column_overrides({"dice"}), UsageError);
-  EXPECT_NE(error_of([&] { parse_wandb_csv(text, "other.csv", parse_column_overrides({"mae=nope"})); })
-                .find("no column 'nope' (from --column mae=nope)"),
+  EXPECT_NE(error_of([&] {
+              parse_wandb_csv(text, "other.csv", parse_column_overrides({"mae=nope"}));
+            }).find("no column 'nope' (from --column mae=nope)"),
             std::string::npos);
 }
 
 TEST(WandbCsv, MissingRequiredColumnNamesFileAndColumn) {
-  const std::string text = "\"Name\",\"eval/Dice\",\"eval/MAE\",\"eval/mIoU\",\"module.model.prompt_type\","
-                           "\"module.model.trainable_modules\",\"data_module.data.name\"\n";
+  const std::string text =
+      "\"Name\",\"eval/Dice\",\"eval/MAE\",\"eval/mIoU\",\"module.model.prompt_type\","
+      "\"module.model.trainable_modules\",\"data_module.data.name\"\n";
   const std::string msg = error_of([&] { parse_wandb_csv(text, "export.csv"); });
-  EXPECT_NE(msg.find("export.csv: missing required column 'trainer.max_epochs'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("export.csv: missing required column 'trainer.max_epochs'"), std::string::npos)
+      << msg;
   EXPECT_NE(msg.find("--column max_epochs=NAME"), std::string::npos) << msg;
 }
 
 TEST(WandbCsv, NonNumericMetricNamesLineRunAndValue) {
   std::string bad = kTrained;
   bad.replace(bad.find("0.8606084263432308"), 18, "n/a-crash");
-  const std::string msg = error_of([&] { parse_wandb_csv(kHeader + kBaseline + bad, "export.csv"); });
-  EXPECT_NE(msg.find("export.csv: line 3, run 'cholecseg8k_mask_mem+md+pe+ie__148297': column 'eval/Dice' has "
-                     "'n/a-crash', expected a number"),
-            std::string::npos)
+  const std::string msg =
+      error_of([&] { parse_wandb_csv(kHeader + kBaseline + bad, "export.csv"); });
+  EXPECT_NE(
+      msg.find(
+          "export.csv: line 3, run 'cholecseg8k_mask_mem+md+pe+ie__148297': column 'eval/Dice' has "
+          "'n/a-crash', expected a number"),
+      std::string::npos)
       << msg;
 }
 
@@ -96,14 +106,17 @@ TEST(WandbCsv, EmptyMetricIsMissingNotZero) {
 TEST(WandbCsv, BadEpochsAndModulesAreReported) {
   std::string bad = kBaseline;
   bad.replace(bad.rfind("\"0\""), 3, "\"zero\"");
-  EXPECT_NE(error_of([&] { parse_wandb_csv(kHeader + bad, "export.csv"); })
-                .find("line 2, run 'cholecseg8k_mask_mem__148297': column 'trainer.max_epochs' has 'zero'"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] {
+        parse_wandb_csv(kHeader + bad, "export.csv");
+      }).find("line 2, run 'cholecseg8k_mask_mem__148297': column 'trainer.max_epochs' has 'zero'"),
+      std::string::npos);
   // A module list that opens '[' but never closes it.
   std::string broken = kBaseline;
   broken.replace(broken.find("\"\"memory_attention\"\"]"), 21, "\"\"memory_attention\"\"");
-  EXPECT_NE(error_of([&] { parse_wandb_csv(kHeader + broken, "export.csv"); }).find("is not a list"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { parse_wandb_csv(kHeader + broken, "export.csv"); }).find("is not a list"),
+      std::string::npos);
 }
 
 TEST(WandbCsv, ExportImportRoundTrip) {
