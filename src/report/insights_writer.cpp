@@ -86,7 +86,9 @@ BarChart prompt_bars(const InsightTables& in) {
 std::vector<Plot> render_plots(const InsightTables& in, std::string& note) {
   std::vector<Plot> plots;
   if (!plots_available()) {
-    note = "This build has no PLplot, so the report has no plots.";
+    note =
+        "This build has no PLplot (or PLplot lacks its pngcairo driver), so the report has no "
+        "plots.";
     return plots;
   }
   if (in.comparison.empty()) {

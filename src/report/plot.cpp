@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <random>
+#include <string_view>
 
 #include "core/atomic_file.h"
 #include "core/build_info.h"

@@ -7,7 +7,8 @@
 
 namespace iris::report {
 
-// False when the build has no PLplot; the render functions then throw NotAvailableError.
+// False when the build has no PLplot or PLplot has no pngcairo driver; the render functions then
+// throw NotAvailableError (without PLplot) and callers are expected to check first.
 bool plots_available();
 
 // A grid of values coloured on a diverging scale centred at 0, each cell labelled with its value.

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 
 #include "core/atomic_file.h"
@@ -24,6 +26,9 @@ TEST(ReportCli, InsightsWritesTheThreeFiles) {
   for (const char* f : {"insights.md", "insights.html", "insights.json"}) {
     EXPECT_TRUE(std::filesystem::exists(out / f)) << f;
   }
+  const auto json = nlohmann::json::parse(read_file(out / "insights.json"));
+  EXPECT_EQ(json.at("tables").at("trained_vs_baseline").size(), 63u);
+  EXPECT_EQ(json.at("counts").at("baselines"), 9);
 }
 
 TEST(ReportCli, BadCsvExitsWithCode3AndMessage) {

@@ -75,6 +75,17 @@ TEST(InsightsReference, EveryTableIsReproducedInJsonAndMarkdown) {
   const auto json = nlohmann::ordered_json::parse(read_file(files.json));
   const auto md_tables = test::parse_markdown_tables(read_file(files.markdown));
 
+  // A baseline and a trained run share a name, as in the study's export: both are kept apart.
+  const std::string shared = "cholecseg8k_mask_mem__148297";
+  const auto& in = rep.insights;
+  EXPECT_EQ(
+      std::count_if(in.comparison.begin(), in.comparison.end(),
+                    [&](const ChangeRow& r) { return r.name == shared && r.recipe == "mem"; }),
+      1);
+  EXPECT_EQ(std::count_if(in.baselines.begin(), in.baselines.end(),
+                          [&](const BaselineRow& b) { return b.name == shared; }),
+            1);
+
   for (const auto& [heading, id] : kReferenceTables) {
     SCOPED_TRACE(heading);
     const MdTable& ref = test::table_under(ref_tables, heading);
@@ -164,7 +175,17 @@ TEST(InsightsReference, ConclusionsFollowTheTables) {
   for (const auto& c : rep.conclusions)
     EXPECT_TRUE(unbacked_numbers(c.text, rep.tables).empty()) << c.text;
 
+  EXPECT_TRUE(
+      contains(conclusion(rep, "overall"), "raised mean Dice over the baseline on every dataset"))
+      << conclusion(rep, "overall");
+
   // Data built the other way round: each sentence flips.
+  const InsightsReport down = report_for(edited(tables, [](CsvRun& r) { r.dice *= 0.5; }), dir);
+  EXPECT_TRUE(contains(conclusion(down, "overall"),
+                       "did not raise mean Dice over the baseline on any dataset"))
+      << conclusion(down, "overall");
+  EXPECT_TRUE(contains(conclusion(down, "wins"), "63 of 63 trained runs have lower Dice"));
+
   const InsightsReport mem = report_for(edited(tables,
                                                [](CsvRun& r) {
                                                  if (has_memory(r)) r.dice += 0.05;
