@@ -228,17 +228,34 @@ RunTable read_wandb_csv(const std::filesystem::path& path, const ColumnOverrides
 }
 
 std::string format_wandb_csv(const RunTable& table) {
-  std::string out =
-      csv_line({"Name", "eval/Dice", "eval/MAE", "eval/mIoU", "module.model.prompt_type",
-                "module.model.trainable_modules", "data_module.data.name", "trainer.max_epochs"});
+  // The study's columns; a "recipe" column only when some recipe cannot be read back from the
+  // run name, so the common case stays byte-compatible with W&B exports.
+  const bool recipe_column =
+      std::any_of(table.runs.begin(), table.runs.end(), [](const RunRecord& run) {
+        return run.recipe != recipe_from_name(run.name, run.dataset, run.prompt_type);
+      });
+  std::vector<std::string> header = {"Name",
+                                     "eval/Dice",
+                                     "eval/MAE",
+                                     "eval/mIoU",
+                                     "module.model.prompt_type",
+                                     "module.model.trainable_modules",
+                                     "data_module.data.name",
+                                     "trainer.max_epochs"};
+  if (recipe_column) header.push_back("recipe");
+  std::string out = csv_line(header);
   auto metric = [](const RunRecord& run, const char* key) {
     const auto v = run.metric(key);
     return v ? fmt::format("{}", *v) : std::string();  // shortest text that round-trips
   };
   for (const RunRecord& run : table.runs) {
-    out += csv_line({run.name, metric(run, kDice), metric(run, kMae), metric(run, kMiou),
-                     run.prompt_type, nlohmann::json(run.trainable_modules).dump(), run.dataset,
-                     std::to_string(run.max_epochs)});
+    std::vector<std::string> fields = {
+        run.name,          metric(run, kDice),
+        metric(run, kMae), metric(run, kMiou),
+        run.prompt_type,   nlohmann::json(run.trainable_modules).dump(),
+        run.dataset,       std::to_string(run.max_epochs)};
+    if (recipe_column) fields.push_back(run.recipe);
+    out += csv_line(fields);
   }
   return out;
 }

@@ -37,7 +37,8 @@ RunTable parse_wandb_csv(const std::string& text, const std::string& source,
 RunTable read_wandb_csv(const std::filesystem::path& path, const ColumnOverrides& overrides = {});
 
 // The table in the study's export layout (every field quoted, floats at full precision,
-// trainable modules as a JSON list), so that parse_wandb_csv(format_wandb_csv(t)) == t.
+// trainable modules as a JSON list), so that parse_wandb_csv(format_wandb_csv(t)) == t. A ninth
+// "recipe" column is added only when a run's recipe differs from the one its name gives.
 std::string format_wandb_csv(const RunTable& table);
 void write_wandb_csv(const std::filesystem::path& path, const RunTable& table);
 

@@ -132,6 +132,12 @@ TEST(WandbCsv, ExportImportRoundTrip) {
   t.runs.push_back(odd);
 
   test::TempDir dir;
+  // The study's layout: same header, every field quoted.
+  EXPECT_EQ(format_wandb_csv(t).substr(0, kHeader.size()), kHeader);
+  RunRecord custom = odd;
+  custom.name = "custom run, \"quoted\"";
+  custom.recipe = "md";  // not derivable from the name: exported in a recipe column
+  t.runs.push_back(custom);
   write_wandb_csv(dir / "out.csv", t);
   const RunTable back = read_wandb_csv(dir / "out.csv");
   ASSERT_EQ(back.runs.size(), t.runs.size());
@@ -146,10 +152,9 @@ TEST(WandbCsv, ExportImportRoundTrip) {
     EXPECT_EQ(a.is_baseline, b.is_baseline);
     EXPECT_EQ(a.metrics, b.metrics);  // exact: floats are written at full precision
   }
-  // The study's layout: same header, every field quoted.
   const std::string text = format_wandb_csv(back);
-  EXPECT_EQ(text.substr(0, kHeader.size()), kHeader);
   EXPECT_NE(text.find(kBaseline.substr(0, 40)), std::string::npos);
+  EXPECT_NE(text.find(",\"recipe\"\n"), std::string::npos);
   EXPECT_EQ(format_wandb_csv(back), format_wandb_csv(t));
 }
 
