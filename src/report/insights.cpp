@@ -137,6 +137,7 @@ std::vector<ChangeRow> compare_runs(const track::RunTable& table,
     row.name = run.name;
     row.line = run.line;
     row.modules = module_set(run.trainable_modules);
+    row.max_epochs = run.max_epochs;
     row.memory = run.has_memory();
     row.image_encoder = run.has_image_encoder();
     row.dice = *dice;

@@ -20,6 +20,7 @@ struct ChangeRow {
   std::string dataset, prompt_type, recipe, name;
   std::size_t line = 0;
   std::vector<std::string> modules;  // sorted trainable modules
+  int max_epochs = 0;
   bool memory = false, image_encoder = false;
   double dice = 0, dice_baseline = 0, dice_change = 0;
   double miou = 0, miou_baseline = 0, miou_change = 0;

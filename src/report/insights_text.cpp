@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <map>
 #include <set>
 
 #include <spdlog/spdlog.h>
@@ -356,6 +357,24 @@ void best_runs(const InsightTables& in, std::vector<Conclusion>& out) {
   add(out, "best", text);
 }
 
+// Runs trained for different epoch budgets are pooled in every table; say so.
+void epochs(const InsightTables& in, std::vector<Conclusion>& out) {
+  std::map<int, std::vector<std::string>> by_epochs;
+  for (const auto& r : in.comparison) by_epochs[r.max_epochs].push_back(r.name);
+  if (by_epochs.size() < 2) return;
+  std::vector<std::string> parts;
+  for (const auto& [epochs, names] : by_epochs) {
+    std::string part = fmt::format("{} with max_epochs {}", names.size(), epochs);
+    if (names.size() <= 3) part += fmt::format(" ({})", join_and(names));
+    parts.push_back(part);
+  }
+  add(out, "epochs",
+      fmt::format(
+          "Trained runs have different epoch budgets ({}); the tables pool them, so part of a "
+          "difference may come from training length rather than the recipe.",
+          join_and(parts)));
+}
+
 void caveats(const InsightTables& in, std::vector<Conclusion>& out) {
   if (in.max_runs_per_cell == 1) {
     add(out, "seeds",
@@ -434,6 +453,7 @@ std::vector<Conclusion> write_conclusions(const InsightTables& in,
     prompts(in, all);
     recipes(in, all);
     best_runs(in, all);
+    epochs(in, all);
   }
   caveats(in, all);
 

@@ -226,6 +226,14 @@ TEST(InsightsReference, ConclusionsFollowTheTables) {
   EXPECT_TRUE(contains(conclusion(ie, "image_encoder_pairs"), "higher Dice in 0 of 18 pairs"))
       << conclusion(ie, "image_encoder_pairs");
 
+  EXPECT_EQ(conclusion(rep, "epochs"), "(no 'epochs' conclusion)");
+  auto longer = test::reference_runs(tables);
+  longer.front().epochs = 100;
+  EXPECT_TRUE(
+      contains(conclusion(report_for(longer, dir), "epochs"),
+               "62 with max_epochs 30 and 1 with max_epochs 100 (" + longer.front().name + ")"))
+      << conclusion(report_for(longer, dir), "epochs");
+
   auto replicated = test::reference_runs(tables);
   CsvRun again = replicated.front();
   again.name += "_seed2";
