@@ -283,6 +283,16 @@ TEST(InsightsBadInput, RunWithoutBaselineIsExcludedAndListed) {
   EXPECT_EQ(json["tables"]["excluded_runs"][0]["Name"], "ds_point_md__3");
   EXPECT_TRUE(contains(read_file(files.markdown),
                        "no baseline (max_epochs 0) for dataset 'ds', prompt type 'point'"));
+  // Hand-computed: baseline Dice 0.5; md 0.55 (+10%), mem+md 0.60 (+20%); MAE 2 -> 1.5 (-25%), 1
+  // (-50%).
+  const auto& in = rep.insights;
+  ASSERT_EQ(in.overall.size(), 1u);
+  EXPECT_NEAR(in.overall[0].dice_change, 15.0, 1e-9);
+  EXPECT_NEAR(in.overall[0].mae_change, -37.5, 1e-9);
+  EXPECT_NEAR(*in.memory[0].with, 0.60, 1e-12);
+  EXPECT_NEAR(*in.memory[0].without, 0.55, 1e-12);
+  EXPECT_EQ(in.recipe_ranking[0].recipe, "mem+md");
+  EXPECT_EQ(in.best_per_dataset[0].name, "ds_box_mem+md__2");
   // The memory pair md vs mem+md exists and is counted.
   EXPECT_TRUE(contains(conclusion(rep, "memory_pairs"), "higher Dice in 1 of 1 pairs"));
 }
