@@ -6,6 +6,7 @@
 #include "cli/cli.h"
 #include "cli/cmd_data.h"
 #include "cli/cmd_demo.h"
+#include "cli/cmd_report.h"
 #include "cli/cmd_train.h"
 #include "core/doctor.h"
 #include "core/env_info.h"
@@ -50,7 +51,7 @@ const std::vector<Command>& command_table() {
       {"eval", "evaluate a model with the documented protocol", nullptr},
       {"predict", "segment images, videos or volumes", nullptr},
       {"sweep", "run datasets x prompts x recipes against the baseline", nullptr},
-      {"report", "write training and insights reports", nullptr},
+      {"report", "write training and insights reports", setup_report},
       {"runs", "list, compare, export and import runs", nullptr},
       {"checkpoint", "inspect and convert checkpoints", nullptr},
       {"bench", "benchmark models, training and data loading", nullptr},

@@ -1,0 +1,76 @@
+#include "cli/cmd_report.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+#include <memory>
+
+#include "core/error.h"
+#include "report/insights_writer.h"
+#include "track/wandb_csv.h"
+
+namespace iris::cli {
+
+namespace {
+
+struct InsightsOptions {
+  std::string csv;
+  std::string runs;
+  std::string out;
+  std::vector<std::string> columns;
+  bool no_plots = false;
+};
+
+int run_insights(const InsightsOptions& o) {
+  if (!o.runs.empty()) {
+    throw NotAvailableError(
+        "'iris report insights --runs' is not available yet: run folders do not hold evaluation "
+        "results yet; "
+        "export the runs from W&B and pass --csv FILE");
+  }
+  const auto overrides = track::parse_column_overrides(o.columns);
+  const track::RunTable runs = track::read_wandb_csv(o.csv, overrides);
+  const report::InsightsReport rep = report::build_insights_report(runs);
+  for (const auto& e : rep.insights.excluded) {
+    spdlog::warn("{}: line {}, run '{}' excluded: {}", o.csv, e.line, e.name, e.reason);
+  }
+  const auto files = report::write_insights_report(rep, o.out, {!o.no_plots});
+  std::cout << fmt::format("wrote {}\nwrote {}\nwrote {}\n", files.markdown.string(),
+                           files.html.string(), files.json.string());
+  for (const auto& p : files.plots) std::cout << "wrote " << p.string() << "\n";
+  if (files.plots.empty() && !files.plot_note.empty()) spdlog::info("{}", files.plot_note);
+  return 0;
+}
+
+}  // namespace
+
+std::function<int()> setup_report(CLI::App& app, const GlobalOptions&) {
+  app.require_subcommand(1);
+  auto options = std::make_shared<InsightsOptions>();
+  CLI::App* insights = app.add_subcommand(
+      "insights",
+      "tables, conclusions and plots of a fine-tuning study against its epoch-0 baselines");
+  auto* csv = insights->add_option("--csv", options->csv, "W&B CSV export of the runs");
+  auto* runs = insights->add_option("--runs", options->runs, "runs folder (not available yet)");
+  csv->excludes(runs);
+  insights->add_option("--out", options->out, "folder for insights.md/.html/.json and the plots")
+      ->required();
+  insights->add_option(
+      "--column", options->columns,
+      "map a role to a CSV column, e.g. dice=eval/Dice (roles: name, dice, mae, miou, prompt_type, "
+      "trainable_modules, dataset, max_epochs, recipe)");
+  insights->add_flag("--no-plots", options->no_plots, "write the report without PNG plots");
+  return [options, insights]() -> int {
+    if (insights->parsed()) {
+      if (options->csv.empty() && options->runs.empty()) {
+        throw UsageError("report insights: give --csv FILE (a W&B export) or --runs DIR");
+      }
+      return run_insights(*options);
+    }
+    throw UsageError("report: expected a report kind: insights");
+  };
+}
+
+}  // namespace iris::cli
