@@ -21,9 +21,8 @@ at::Tensor upsample_adjoint(const at::Tensor& y, const std::vector<int64_t>& sma
   std::vector<int64_t> input_size{y.size(0), y.size(1)};
   input_size.insert(input_size.end(), small.begin(), small.end());
   return small.size() == 2
-             ? at::upsample_bilinear2d_backward(y, big, input_size, false, std::nullopt, std::nullopt)
-             : at::upsample_trilinear3d_backward(y, big, input_size, false, std::nullopt, std::nullopt,
-                                                 std::nullopt);
+             ? at::upsample_bilinear2d_backward(y, big, input_size, false, {}, {})
+             : at::upsample_trilinear3d_backward(y, big, input_size, false, {}, {}, {});
 }
 
 }  // namespace
