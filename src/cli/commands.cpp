@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli/cli.h"
+#include "cli/cmd_checkpoint.h"
 #include "core/doctor.h"
 #include "core/env_info.h"
 #include "core/error.h"
@@ -49,7 +50,7 @@ const std::vector<Command>& command_table() {
       {"sweep", "run datasets x prompts x recipes against the baseline", nullptr},
       {"report", "write training and insights reports", nullptr},
       {"runs", "list, compare, export and import runs", nullptr},
-      {"checkpoint", "inspect and convert checkpoints", nullptr},
+      {"checkpoint", "inspect and convert checkpoints", setup_checkpoint},
       {"bench", "benchmark models, training and data loading", nullptr},
       {"demo", "run the main job end to end", nullptr},
   };
