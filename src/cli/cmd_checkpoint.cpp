@@ -1,8 +1,8 @@
 #include "cli/cmd_checkpoint.h"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <CLI/CLI.hpp>
 
 #include <iostream>
 #include <map>
@@ -28,7 +28,9 @@ std::string human_bytes(std::int64_t bytes) {
   return fmt::format("{} B", bytes);
 }
 
-std::string shape_text(const at::Tensor& t) { return fmt::format("[{}]", fmt::join(t.sizes(), ", ")); }
+std::string shape_text(const at::Tensor& t) {
+  return fmt::format("[{}]", fmt::join(t.sizes(), ", "));
+}
 
 struct InspectOptions {
   std::string file;
@@ -59,7 +61,8 @@ int run_inspect(const InspectOptions& o, bool limit_given) {
   }
   // JSON lists every tensor unless --limit was given; text stops at the limit.
   const int limit = o.json && !limit_given ? 0 : o.limit;
-  const std::size_t listed = sd ? (limit <= 0 ? sd->size() : std::min<std::size_t>(limit, sd->size())) : 0;
+  const std::size_t listed =
+      sd ? (limit <= 0 ? sd->size() : std::min<std::size_t>(limit, sd->size())) : 0;
 
   if (o.json) {
     nlohmann::ordered_json j;
@@ -106,9 +109,11 @@ int run_inspect(const InspectOptions& o, bool limit_given) {
     constexpr std::size_t kMaxTopLevel = 20;  // a flat state dict: the tensor table shows the rest
     for (std::size_t i = 0; i < items.size() && i < kMaxTopLevel; ++i) {
       const auto& [k, v] = items[i];
-      std::cout << fmt::format("  {}: {}\n", k.is_string() ? k.as_string() : k.describe(), v.describe());
+      std::cout << fmt::format("  {}: {}\n", k.is_string() ? k.as_string() : k.describe(),
+                               v.describe());
     }
-    if (items.size() > kMaxTopLevel) std::cout << fmt::format("  ... {} more\n", items.size() - kMaxTopLevel);
+    if (items.size() > kMaxTopLevel)
+      std::cout << fmt::format("  ... {} more\n", items.size() - kMaxTopLevel);
   } else {
     std::cout << fmt::format("top level: {}\n", ckpt.root.describe());
   }
@@ -148,7 +153,8 @@ int run_convert(const ConvertOptions& o) {
   const fs::path out(o.output);
   const std::string ext = out.extension().string();
   if (ext != ".safetensors" && ext != ".pt" && ext != ".pth" && ext != ".ckpt") {
-    throw UsageError(fmt::format("{}: output must end in .safetensors, .pt, .pth or .ckpt", o.output));
+    throw UsageError(
+        fmt::format("{}: output must end in .safetensors, .pt, .pth or .ckpt", o.output));
   }
   std::error_code ec;
   if (fs::exists(out, ec) && !o.force) {
@@ -168,7 +174,8 @@ int run_convert(const ConvertOptions& o) {
     root->set(o.key.empty() ? std::string("model") : o.key, io::state_dict_value(sd));
     io::write_torch_checkpoint(out, root);
   }
-  std::cout << fmt::format("wrote {}: {} tensors, {} elements, {}\n", o.output, sd.size(), sd.numel(),
+  std::cout << fmt::format("wrote {}: {} tensors, {} elements, {}\n", o.output, sd.size(),
+                           sd.numel(),
                            human_bytes(static_cast<std::int64_t>(fs::file_size(out, ec))));
   return 0;
 }
@@ -179,21 +186,24 @@ std::function<int()> setup_checkpoint(CLI::App& app, const GlobalOptions&) {
   app.require_subcommand(1, 1);
 
   auto inspect = std::make_shared<InspectOptions>();
-  CLI::App* inspect_cmd =
-      app.add_subcommand("inspect", "list tensors, sizes, top-level entries and the matching model");
+  CLI::App* inspect_cmd = app.add_subcommand(
+      "inspect", "list tensors, sizes, top-level entries and the matching model");
   inspect_cmd->add_option("file", inspect->file, ".pt/.pth (torch.save) or .safetensors file")
       ->required();
   CLI::Option* limit_opt =
-      inspect_cmd->add_option("--limit", inspect->limit, "tensors to list (0: all)")->capture_default_str();
-  inspect_cmd->add_option("--key", inspect->key, "top-level entry holding the state dict (default: "
-                                                  "the top level, else 'model' or 'state_dict')");
+      inspect_cmd->add_option("--limit", inspect->limit, "tensors to list (0: all)")
+          ->capture_default_str();
+  inspect_cmd->add_option("--key", inspect->key,
+                          "top-level entry holding the state dict (default: "
+                          "the top level, else 'model' or 'state_dict')");
   inspect_cmd->add_flag("--json", inspect->json, "print JSON (all tensors unless --limit)");
 
   auto convert = std::make_shared<ConvertOptions>();
   CLI::App* convert_cmd = app.add_subcommand(
       "convert", "convert between .pt and .safetensors (by the file extensions)");
   convert_cmd->add_option("input", convert->input, "checkpoint to read")->required();
-  convert_cmd->add_option("output", convert->output, "file to write (.safetensors, .pt, .pth, .ckpt)")
+  convert_cmd
+      ->add_option("output", convert->output, "file to write (.safetensors, .pt, .pth, .ckpt)")
       ->required();
   convert_cmd->add_option("--key", convert->key,
                           "entry holding the state dict, and the entry a .pt output puts it "

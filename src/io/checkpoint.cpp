@@ -29,8 +29,9 @@ void check_zip_magic(const fs::path& path, const std::string& source) {
   in.read(magic, 4);
   if (in.gcount() == 4 && std::string_view(magic, 4) == std::string_view("PK\x03\x04", 4)) return;
   if (in.gcount() >= 1 && static_cast<unsigned char>(magic[0]) == 0x80) {
-    throw InputError(file_message(source, "legacy (pre-1.6) torch.save format is not supported; "
-                                          "re-save it with a current torch.save"));
+    throw InputError(file_message(source,
+                                  "legacy (pre-1.6) torch.save format is not supported; "
+                                  "re-save it with a current torch.save"));
   }
   throw InputError(file_message(source, "not a PyTorch checkpoint (not a zip archive)"));
 }
@@ -39,8 +40,9 @@ StateDict to_state_dict(const PickleDict& dict, const std::string& source, std::
   StateDict sd;
   for (const auto& [key, value] : dict.items) {
     if (!key.is_string()) {
-      throw InputError(file_message(source, fmt::format("{} has a key of type {}, not a tensor name",
-                                                        what, key.type_name())));
+      throw InputError(file_message(
+          source,
+          fmt::format("{} has a key of type {}, not a tensor name", what, key.type_name())));
     }
     if (!value.is_tensor()) {
       throw InputError(file_message(source, fmt::format("{} entry '{}' is {}, not a tensor", what,
@@ -97,7 +99,8 @@ std::int64_t StateDict::numel() const {
 
 std::int64_t StateDict::nbytes() const {
   std::int64_t n = 0;
-  for (const auto& [name, t] : entries_) n += t.numel() * static_cast<std::int64_t>(t.element_size());
+  for (const auto& [name, t] : entries_)
+    n += t.numel() * static_cast<std::int64_t>(t.element_size());
   return n;
 }
 
@@ -109,14 +112,16 @@ PickleValue read_torch_checkpoint(const fs::path& path) {
   try {
     caffe2::serialize::PyTorchStreamReader reader(source);
     if (!reader.hasRecord("data.pkl")) {
-      throw InputError(file_message(source, "archive has no data.pkl (a TorchScript file? only "
-                                            "torch.save checkpoints are supported)"));
+      throw InputError(file_message(source,
+                                    "archive has no data.pkl (a TorchScript file? only "
+                                    "torch.save checkpoints are supported)"));
     }
     if (reader.hasRecord("byteorder")) {
       auto [ptr, n] = reader.getRecord("byteorder");
       const std::string order(static_cast<const char*>(ptr.get()), n);
       if (order != "little") {
-        throw InputError(file_message(source, fmt::format("byte order '{}' is not supported", order)));
+        throw InputError(
+            file_message(source, fmt::format("byte order '{}' is not supported", order)));
       }
     }
     auto [pickle_ptr, pickle_size] = reader.getRecord("data.pkl");
@@ -149,22 +154,27 @@ PickleValue read_torch_checkpoint(const fs::path& path) {
       if (it == storages.end()) {
         const std::string record = "data/" + key;
         if (!reader.hasRecord(record)) {
-          throw bad(fmt::format("unknown storage '{}' (the archive has no record {})", key, record));
+          throw bad(
+              fmt::format("unknown storage '{}' (the archive has no record {})", key, record));
         }
         auto [ptr, n] = reader.getRecord(record);
         c10::Storage storage(c10::Storage::use_byte_size_t(), n, std::move(ptr), nullptr, false);
         it = storages.emplace(key, std::move(storage)).first;
       }
       if (static_cast<std::int64_t>(it->second.nbytes()) < expected) {
-        throw bad(fmt::format("storage '{}' holds {} bytes, fewer than the {} elements x {} bytes "
-                              "it declares",
-                              key, it->second.nbytes(), numel, c10::elementSize(*dtype)));
+        throw bad(
+            fmt::format("storage '{}' holds {} bytes, fewer than the {} elements x {} bytes "
+                        "it declares",
+                        key, it->second.nbytes(), numel, c10::elementSize(*dtype)));
       }
       return PickleStorage{it->second, *dtype};
     };
     return unpickle(pickle, source, load);
   } catch (const c10::Error& e) {
     throw InputError(file_message(source, "unreadable PyTorch archive: " + first_line(e)));
+  } catch (const std::bad_alloc&) {
+    // A forged zip directory can declare records far larger than the file.
+    throw InputError(file_message(source, "a record of the archive is too large to load"));
   }
 }
 
@@ -173,16 +183,17 @@ void write_torch_checkpoint(const fs::path& path, const PickleValue& root) {
   AtomicFile file(path);
   std::optional<RuntimeFailure> write_error;  // miniz is C: no exceptions through it
   try {
-    caffe2::serialize::PyTorchStreamWriter writer([&](const void* data, std::size_t n) -> std::size_t {
-      if (write_error) return 0;
-      try {
-        file.write(std::string_view(static_cast<const char*>(data), n));
-      } catch (const RuntimeFailure& e) {
-        write_error = e;
-        return 0;
-      }
-      return n;
-    });
+    caffe2::serialize::PyTorchStreamWriter writer(
+        [&](const void* data, std::size_t n) -> std::size_t {
+          if (write_error) return 0;
+          try {
+            file.write(std::string_view(static_cast<const char*>(data), n));
+          } catch (const RuntimeFailure& e) {
+            write_error = e;
+            return 0;
+          }
+          return n;
+        });
     writer.writeRecord("data.pkl", pickled.pickle.data(), pickled.pickle.size());
     writer.writeRecord("byteorder", "little", 6);
     for (const auto& [key, storage] : pickled.storages) {
@@ -199,7 +210,9 @@ void write_torch_checkpoint(const fs::path& path, const PickleValue& root) {
 
 // --- either format ------------------------------------------------------------------------
 
-bool is_safetensors_path(const fs::path& path) { return path.extension() == ".safetensors"; }
+bool is_safetensors_path(const fs::path& path) {
+  return path.extension() == ".safetensors";
+}
 
 Checkpoint read_checkpoint(const fs::path& path) {
   Checkpoint ckpt;
@@ -215,17 +228,18 @@ Checkpoint read_checkpoint(const fs::path& path) {
   return ckpt;
 }
 
-StateDict select_state_dict(const PickleValue& root, std::string_view key, const std::string& source) {
+StateDict select_state_dict(const PickleValue& root, std::string_view key,
+                            const std::string& source) {
   if (!root.is_dict()) {
-    throw InputError(file_message(source, fmt::format("top level is {}, not a dict of tensors",
-                                                      root.describe())));
+    throw InputError(file_message(
+        source, fmt::format("top level is {}, not a dict of tensors", root.describe())));
   }
   const PickleDict& top = root.as_dict();
   if (!key.empty()) {
     const PickleValue* entry = top.find(key);
     if (!entry) {
-      throw InputError(file_message(source, fmt::format("no top-level entry '{}' (entries: {})", key,
-                                                        entry_names(top))));
+      throw InputError(file_message(
+          source, fmt::format("no top-level entry '{}' (entries: {})", key, entry_names(top))));
     }
     if (!entry->is_dict()) {
       throw InputError(file_message(

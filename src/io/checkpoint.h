@@ -84,7 +84,8 @@ Checkpoint read_checkpoint(const fs::path& path);
 // The state dict inside a checkpoint. With an empty `key`: the top level if it is a dict of
 // tensors, else its "model" or "state_dict" entry (official SAM2 files are {"model": ...}).
 // With a key: that top-level entry. `source` names the file in errors.
-StateDict select_state_dict(const PickleValue& root, std::string_view key, const std::string& source);
+StateDict select_state_dict(const PickleValue& root, std::string_view key,
+                            const std::string& source);
 
 // An OrderedDict value holding the tensors of `sd`, as `model.state_dict()` would pickle.
 PickleValue state_dict_value(const StateDict& sd);

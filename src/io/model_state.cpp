@@ -45,17 +45,17 @@ bool has_prefix(const StateDict& sd, std::string_view prefix) {
 std::string LoadReport::summary() const {
   std::vector<std::string> parts;
   const auto name = [](const std::string& s) { return s; };
-  if (!missing.empty()) parts.push_back(fmt::format("{} missing: {}", missing.size(), listing(missing, name)));
+  if (!missing.empty())
+    parts.push_back(fmt::format("{} missing: {}", missing.size(), listing(missing, name)));
   if (!unexpected.empty()) {
     parts.push_back(fmt::format("{} unexpected: {}", unexpected.size(), listing(unexpected, name)));
   }
   if (!mismatched.empty()) {
-    parts.push_back(fmt::format("{} mis-shaped: {}", mismatched.size(),
-                                listing(mismatched, [](const ShapeMismatch& m) {
-                                  return fmt::format("{} (checkpoint [{}], model [{}])", m.name,
-                                                     fmt::join(m.checkpoint_shape, ", "),
-                                                     fmt::join(m.model_shape, ", "));
-                                })));
+    parts.push_back(fmt::format(
+        "{} mis-shaped: {}", mismatched.size(), listing(mismatched, [](const ShapeMismatch& m) {
+          return fmt::format("{} (checkpoint [{}], model [{}])", m.name,
+                             fmt::join(m.checkpoint_shape, ", "), fmt::join(m.model_shape, ", "));
+        })));
   }
   return parts.empty() ? "all keys match" : fmt::format("{}", fmt::join(parts, "; "));
 }
@@ -63,8 +63,10 @@ std::string LoadReport::summary() const {
 LoadReport load_state_dict(torch::nn::Module& module, const StateDict& sd, bool strict) {
   // Parameters and buffers by name; buffers like BatchNorm's running stats are state too.
   std::vector<std::pair<std::string, at::Tensor>> targets;
-  for (const auto& item : module.named_parameters(/*recurse=*/true)) targets.emplace_back(item.key(), item.value());
-  for (const auto& item : module.named_buffers(/*recurse=*/true)) targets.emplace_back(item.key(), item.value());
+  for (const auto& item : module.named_parameters(/*recurse=*/true))
+    targets.emplace_back(item.key(), item.value());
+  for (const auto& item : module.named_buffers(/*recurse=*/true))
+    targets.emplace_back(item.key(), item.value());
 
   LoadReport report;
   std::set<std::string> model_keys;

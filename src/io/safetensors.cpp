@@ -23,11 +23,11 @@ struct DtypeName {
 };
 
 constexpr DtypeName kDtypes[] = {
-    {"F32", c10::ScalarType::Float}, {"F16", c10::ScalarType::Half},
+    {"F32", c10::ScalarType::Float},     {"F16", c10::ScalarType::Half},
     {"BF16", c10::ScalarType::BFloat16}, {"F64", c10::ScalarType::Double},
-    {"I64", c10::ScalarType::Long},  {"I32", c10::ScalarType::Int},
-    {"I16", c10::ScalarType::Short}, {"I8", c10::ScalarType::Char},
-    {"U8", c10::ScalarType::Byte},   {"BOOL", c10::ScalarType::Bool},
+    {"I64", c10::ScalarType::Long},      {"I32", c10::ScalarType::Int},
+    {"I16", c10::ScalarType::Short},     {"I8", c10::ScalarType::Char},
+    {"U8", c10::ScalarType::Byte},       {"BOOL", c10::ScalarType::Bool},
 };
 
 std::optional<c10::ScalarType> dtype_from_name(const std::string& name) {
@@ -65,25 +65,29 @@ SafetensorsFile read_safetensors(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (ec || !in) throw fail("cannot open");
   if (file_size < 8) {
-    throw fail(fmt::format("truncated: {} bytes, but a safetensors file starts with an 8-byte "
-                           "header length",
-                           file_size));
+    throw fail(
+        fmt::format("truncated: {} bytes, but a safetensors file starts with an 8-byte "
+                    "header length",
+                    file_size));
   }
   unsigned char len_bytes[8];
   in.read(reinterpret_cast<char*>(len_bytes), 8);
   std::uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
   if (header_len > file_size - 8) {
-    throw fail(fmt::format("truncated or not safetensors: header length {} exceeds the {} bytes "
-                           "that follow it",
-                           header_len, file_size - 8));
+    throw fail(
+        fmt::format("truncated or not safetensors: header length {} exceeds the {} bytes "
+                    "that follow it",
+                    header_len, file_size - 8));
   }
-  if (header_len > kMaxHeaderBytes) throw fail(fmt::format("header of {} bytes is too large", header_len));
+  if (header_len > kMaxHeaderBytes)
+    throw fail(fmt::format("header of {} bytes is too large", header_len));
   std::string header_text(header_len, '\0');
   in.read(header_text.data(), static_cast<std::streamsize>(header_len));
   if (!in) throw fail("cannot read the header");
 
-  const auto header = nlohmann::ordered_json::parse(header_text, nullptr, /*allow_exceptions=*/false);
+  const auto header =
+      nlohmann::ordered_json::parse(header_text, nullptr, /*allow_exceptions=*/false);
   if (header.is_discarded() || !header.is_object()) throw fail("header is not a JSON object");
   const std::uint64_t data_size = file_size - 8 - header_len;
 
@@ -108,9 +112,10 @@ SafetensorsFile read_safetensors(const fs::path& path) {
     if (dtype_it == info.end() || !dtype_it->is_string()) throw bad("missing dtype");
     const auto dtype = dtype_from_name(dtype_it->get<std::string>());
     if (!dtype) {
-      throw bad(fmt::format("unsupported dtype '{}' (expected one of F32, F16, BF16, F64, I64, I32, "
-                            "I16, I8, U8, BOOL)",
-                            dtype_it->get<std::string>()));
+      throw bad(
+          fmt::format("unsupported dtype '{}' (expected one of F32, F16, BF16, F64, I64, I32, "
+                      "I16, I8, U8, BOOL)",
+                      dtype_it->get<std::string>()));
     }
     e.dtype = *dtype;
     const auto shape_it = info.find("shape");
@@ -135,7 +140,8 @@ SafetensorsFile read_safetensors(const fs::path& path) {
                             data_size));
     }
     std::int64_t nbytes = 0;
-    if (__builtin_mul_overflow(numel, static_cast<std::int64_t>(c10::elementSize(e.dtype)), &nbytes) ||
+    if (__builtin_mul_overflow(numel, static_cast<std::int64_t>(c10::elementSize(e.dtype)),
+                               &nbytes) ||
         static_cast<std::uint64_t>(nbytes) != e.end - e.begin) {
       throw bad(fmt::format("data_offsets [{}, {}] hold {} bytes, but shape [{}] of {} needs {}",
                             e.begin, e.end, e.end - e.begin, fmt::join(e.shape, ", "),
@@ -152,8 +158,9 @@ SafetensorsFile read_safetensors(const fs::path& path) {
   std::uint64_t cursor = 0;
   for (const Entry* e : by_offset) {
     if (e->begin != cursor) {
-      throw fail(fmt::format("tensor '{}' starts at byte {} of the data, expected {} (gap or overlap)",
-                             e->name, e->begin, cursor));
+      throw fail(
+          fmt::format("tensor '{}' starts at byte {} of the data, expected {} (gap or overlap)",
+                      e->name, e->begin, cursor));
     }
     cursor = e->end;
   }
@@ -186,7 +193,8 @@ void write_safetensors(const fs::path& path, const StateDict& tensors,
     const char* dtype = dtype_name(tensor.scalar_type(), name, path);
     at::Tensor t = tensor.to(at::kCPU).resolve_conj().resolve_neg().contiguous();
     const auto nbytes = static_cast<std::uint64_t>(t.numel()) * t.element_size();
-    header[name] = {{"dtype", dtype}, {"shape", t.sizes().vec()}, {"data_offsets", {offset, offset + nbytes}}};
+    header[name] = {
+        {"dtype", dtype}, {"shape", t.sizes().vec()}, {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;
     data.push_back(std::move(t));
   }
@@ -200,7 +208,8 @@ void write_safetensors(const fs::path& path, const StateDict& tensors,
   file.write(std::string_view(len, 8));
   file.write(text);
   for (const auto& t : data) {
-    file.write(std::string_view(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size()));
+    file.write(
+        std::string_view(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size()));
   }
   file.commit();
 }

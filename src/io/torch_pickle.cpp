@@ -68,11 +68,11 @@ struct StorageClass {
 };
 
 constexpr StorageClass kStorageClasses[] = {
-    {"FloatStorage", c10::ScalarType::Float},   {"HalfStorage", c10::ScalarType::Half},
+    {"FloatStorage", c10::ScalarType::Float},       {"HalfStorage", c10::ScalarType::Half},
     {"BFloat16Storage", c10::ScalarType::BFloat16}, {"DoubleStorage", c10::ScalarType::Double},
-    {"LongStorage", c10::ScalarType::Long},     {"IntStorage", c10::ScalarType::Int},
-    {"ShortStorage", c10::ScalarType::Short},   {"CharStorage", c10::ScalarType::Char},
-    {"ByteStorage", c10::ScalarType::Byte},     {"BoolStorage", c10::ScalarType::Bool},
+    {"LongStorage", c10::ScalarType::Long},         {"IntStorage", c10::ScalarType::Int},
+    {"ShortStorage", c10::ScalarType::Short},       {"CharStorage", c10::ScalarType::Char},
+    {"ByteStorage", c10::ScalarType::Byte},         {"BoolStorage", c10::ScalarType::Bool},
 };
 
 // The callables REDUCE may apply; storage classes are allowed as GLOBAL values only.
@@ -414,7 +414,8 @@ class Unpickler {
       }
       case kBinPersId: {
         PickleValue pid = pop();
-        if (!pid.is_tuple()) fail(fmt::format("persistent id is a {}, not a tuple", pid.type_name()));
+        if (!pid.is_tuple())
+          fail(fmt::format("persistent id is a {}, not a tuple", pid.type_name()));
         stack_.push_back(load_(pid.as_tuple()));
         break;
       }
@@ -445,7 +446,8 @@ class Unpickler {
     if (q == "torch._utils._rebuild_tensor_v2") return rebuild_tensor(args);
     if (q == "torch._utils._rebuild_parameter" ||
         q == "torch._utils._rebuild_parameter_with_state") {
-      if (args.size() < 3 || !args[0].is_tensor()) fail(q + " expects (tensor, requires_grad, hooks)");
+      if (args.size() < 3 || !args[0].is_tensor())
+        fail(q + " expects (tensor, requires_grad, hooks)");
       return args[0];
     }
     if (q == "torch.device") {
@@ -461,13 +463,15 @@ class Unpickler {
     if (!v.is_tuple()) fail(fmt::format("tensor {} is a {}, not a tuple", what, v.type_name()));
     std::vector<std::int64_t> out;
     for (const auto& item : v.as_tuple().items) {
-      if (!item.is_int() || item.as_int() < 0) fail(fmt::format("tensor {} holds a non-index", what));
+      if (!item.is_int() || item.as_int() < 0)
+        fail(fmt::format("tensor {} holds a non-index", what));
       out.push_back(item.as_int());
     }
     return out;
   }
 
-  // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
+  // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[,
+  // metadata])
   PickleValue rebuild_tensor(const std::vector<PickleValue>& args) {
     if (args.size() < 6 || args.size() > 7) fail("_rebuild_tensor_v2 expects 6 or 7 arguments");
     if (!args[0].is_storage()) fail(fmt::format("tensor storage is a {}", args[0].type_name()));
@@ -497,10 +501,11 @@ class Unpickler {
       fail("tensor size overflows");
     }
     if (needed > static_cast<std::int64_t>(storage.storage.nbytes())) {
-      fail(fmt::format("tensor view (offset {}, size [{}], stride [{}]) reaches {} bytes, beyond "
-                       "its storage of {} bytes",
-                       offset, fmt::join(sizes, ", "), fmt::join(strides, ", "), needed,
-                       storage.storage.nbytes()));
+      fail(
+          fmt::format("tensor view (offset {}, size [{}], stride [{}]) reaches {} bytes, beyond "
+                      "its storage of {} bytes",
+                      offset, fmt::join(sizes, ", "), fmt::join(strides, ", "), needed,
+                      storage.storage.nbytes()));
     }
     if (empty) return at::empty(sizes, at::TensorOptions().dtype(storage.dtype));
     at::Tensor t = at::empty({0}, at::TensorOptions().dtype(storage.dtype));
@@ -628,7 +633,8 @@ class Pickler {
   }
 
   void put(const PickleValue& v, int depth) {
-    if (depth > kMaxDepth) throw InputError(fmt::format("cannot save: nested deeper than {} levels", kMaxDepth));
+    if (depth > kMaxDepth)
+      throw InputError(fmt::format("cannot save: nested deeper than {} levels", kMaxDepth));
     switch (v.kind()) {
       case PickleValue::Kind::kNone:
         op(kNone);
@@ -746,7 +752,9 @@ const PickleValue* PickleDict::find(std::string_view key) const {
 
 void PickleDict::set(PickleValue key, PickleValue value) {
   const auto id = key_identity(key);
-  if (!id) throw std::invalid_argument(fmt::format("dict key of type {} is not supported", key.type_name()));
+  if (!id)
+    throw std::invalid_argument(
+        fmt::format("dict key of type {} is not supported", key.type_name()));
   const auto [it, inserted] = index_.emplace(*id, items.size());
   if (inserted) {
     items.emplace_back(std::move(key), std::move(value));
@@ -863,6 +871,8 @@ std::string storage_class_name(c10::ScalarType dtype) {
   throw InputError(fmt::format("cannot save tensors of dtype {}", dtype_name(dtype)));
 }
 
-TorchPickle pickle_for_torch(const PickleValue& root) { return Pickler().run(root); }
+TorchPickle pickle_for_torch(const PickleValue& root) {
+  return Pickler().run(root);
+}
 
 }  // namespace iris::io

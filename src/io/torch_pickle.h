@@ -63,7 +63,20 @@ struct PickleStorage {
 // One unpickled value. Containers are shared (pickle memo semantics); tensors own their memory.
 class PickleValue {
  public:
-  enum class Kind { kNone, kBool, kInt, kDouble, kString, kList, kTuple, kDict, kTensor, kGlobal, kStorage };
+  // In the order of the variant's alternatives: kind() is the variant index.
+  enum class Kind {
+    kNone,
+    kBool,
+    kInt,
+    kDouble,
+    kString,
+    kList,
+    kTuple,
+    kDict,
+    kTensor,
+    kGlobal,
+    kStorage
+  };
 
   PickleValue() = default;
   PickleValue(bool v) : v_(v) {}
@@ -103,15 +116,15 @@ class PickleValue {
   const PickleGlobal& as_global() const { return std::get<PickleGlobal>(v_); }
   const PickleStorage& as_storage() const { return std::get<PickleStorage>(v_); }
 
-  // A short description for messages and listings: "int 3", "dict (2 entries)", "tensor [2, 3] float32".
+  // A short description for messages: "int 3", "dict (2 entries)", "tensor [2, 3] float32".
   std::string describe() const;
   // Python's name for the kind: "int", "str", "dict", "Tensor", ...
   const char* type_name() const;
 
  private:
-  std::variant<std::monostate, bool, std::int64_t, double, std::string,
-               std::shared_ptr<PickleList>, std::shared_ptr<PickleTuple>,
-               std::shared_ptr<PickleDict>, at::Tensor, PickleGlobal, PickleStorage>
+  std::variant<std::monostate, bool, std::int64_t, double, std::string, std::shared_ptr<PickleList>,
+               std::shared_ptr<PickleTuple>, std::shared_ptr<PickleDict>, at::Tensor, PickleGlobal,
+               PickleStorage>
       v_;
 };
 

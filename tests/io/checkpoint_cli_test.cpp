@@ -11,7 +11,9 @@ using test::iris_binary;
 using test::run_command;
 using test::TempDir;
 
-std::string quoted(const fs::path& p) { return "'" + p.string() + "'"; }
+std::string quoted(const fs::path& p) {
+  return "'" + p.string() + "'";
+}
 
 // {"model": OrderedDict(a: [2, 3] f32, b: [4] f16, c: [5] i64), "epoch": 3}
 fs::path write_small_checkpoint(const TempDir& dir) {
@@ -32,9 +34,10 @@ TEST(CheckpointCli, InspectListsTensorsTotalsAndTopLevel) {
   const fs::path path = write_small_checkpoint(dir);
   auto r = run_command(iris_binary() + " checkpoint inspect " + quoted(path));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  for (const char* line : {"top-level entries: 2", "  model: OrderedDict (3 entries)", "  epoch: int 3",
-                           "model: unknown model", "tensors: 3, elements: 15 (0.00 M), bytes: 72 (72 B)",
-                           "dtypes: float16 1, float32 1, int64 1", "  b     [4]                 float16"}) {
+  for (const char* line :
+       {"top-level entries: 2", "  model: OrderedDict (3 entries)", "  epoch: int 3",
+        "model: unknown model", "tensors: 3, elements: 15 (0.00 M), bytes: 72 (72 B)",
+        "dtypes: float16 1, float32 1, int64 1", "  b     [4]                 float16"}) {
     EXPECT_NE(r.output.find(line), std::string::npos) << line << "\n" << r.output;
   }
   r = run_command(iris_binary() + " checkpoint inspect --limit 1 " + quoted(path));
@@ -57,7 +60,8 @@ TEST(CheckpointCli, InspectListsTensorsTotalsAndTopLevel) {
 TEST(CheckpointCli, InspectsTheMicroSam21Fixture) {
   const fs::path path = test::shared_dir() / "fixtures/sam2/micro_seed0/checkpoint.pt";
   if (!fs::exists(path)) GTEST_SKIP() << "shared fixture absent: " << path;
-  const auto r = run_command(iris_binary() + " checkpoint inspect --json " + quoted(path) + " 2>/dev/null");
+  const auto r =
+      run_command(iris_binary() + " checkpoint inspect --json " + quoted(path) + " 2>/dev/null");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto j = nlohmann::json::parse(r.output);
   EXPECT_EQ(j["model"]["family"], "sam2.1") << j["model"];
@@ -65,8 +69,8 @@ TEST(CheckpointCli, InspectsTheMicroSam21Fixture) {
   EXPECT_EQ(j["top_level"][0]["key"], "model");
   EXPECT_EQ(j["tensors"].size(), j["tensor_count"]);
   EXPECT_EQ(j["dtypes"].size(), 1u) << j["dtypes"];
-  std::cout << "[ micro   ] " << j["model"]["description"].get<std::string>() << ", " << j["tensor_count"]
-            << " tensors, " << j["elements"] << " elements\n";
+  std::cout << "[ micro   ] " << j["model"]["description"].get<std::string>() << ", "
+            << j["tensor_count"] << " tensors, " << j["elements"] << " elements\n";
 }
 
 TEST(CheckpointCli, ConvertRoundTripsAndRefusesToOverwrite) {
@@ -83,7 +87,8 @@ TEST(CheckpointCli, ConvertRoundTripsAndRefusesToOverwrite) {
   const auto st = read_safetensors(dir / "small.safetensors");
   EXPECT_EQ(st.metadata.at("format"), "pt");
   const PickleValue back = read_torch_checkpoint(dir / "back.pt");
-  ASSERT_NE(back.as_dict().find("model"), nullptr) << "a .pt output nests the tensors under 'model'";
+  ASSERT_NE(back.as_dict().find("model"), nullptr)
+      << "a .pt output nests the tensors under 'model'";
   const auto round = select_state_dict(back, "model", "back.pt");
   ASSERT_EQ(round.size(), original.size());
   for (const auto& [name, t] : original) {
@@ -93,13 +98,17 @@ TEST(CheckpointCli, ConvertRoundTripsAndRefusesToOverwrite) {
 
   // Existing output: refused without --force, replaced with it.
   const std::string before = test::slurp(dir / "back.pt");
-  r = run_command(convert + quoted(dir / "small.safetensors") + " " + quoted(dir / "back.pt") + " --flat");
+  r = run_command(convert + quoted(dir / "small.safetensors") + " " + quoted(dir / "back.pt") +
+                  " --flat");
   EXPECT_EQ(r.exit_code, 3) << r.output;
-  EXPECT_NE(r.output.find("back.pt: exists; pass --force to overwrite it"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("back.pt: exists; pass --force to overwrite it"), std::string::npos)
+      << r.output;
   EXPECT_EQ(test::slurp(dir / "back.pt"), before);
-  r = run_command(convert + quoted(dir / "small.safetensors") + " " + quoted(dir / "back.pt") + " --flat --force");
+  r = run_command(convert + quoted(dir / "small.safetensors") + " " + quoted(dir / "back.pt") +
+                  " --flat --force");
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(read_torch_checkpoint(dir / "back.pt").as_dict().find("a")) << "--flat: tensors at the top level";
+  EXPECT_TRUE(read_torch_checkpoint(dir / "back.pt").as_dict().find("a"))
+      << "--flat: tensors at the top level";
 }
 
 TEST(CheckpointCli, BadInputsGiveOneLineAndTheRightExitCode) {
@@ -115,12 +124,14 @@ TEST(CheckpointCli, BadInputsGiveOneLineAndTheRightExitCode) {
   EXPECT_FALSE(fs::exists(dir / "out.safetensors"));
 
   const fs::path pt = write_small_checkpoint(dir);
-  r = run_command(iris_binary() + " checkpoint convert " + quoted(pt) + " " + quoted(dir / "out.txt"));
+  r = run_command(iris_binary() + " checkpoint convert " + quoted(pt) + " " +
+                  quoted(dir / "out.txt"));
   EXPECT_EQ(r.exit_code, 2) << r.output;
   r = run_command(iris_binary() + " checkpoint convert --key epoch " + quoted(pt) + " " +
                   quoted(dir / "out.safetensors"));
   EXPECT_EQ(r.exit_code, 3) << r.output;
-  EXPECT_NE(r.output.find("entry 'epoch' is int 3, not a dict of tensors"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("entry 'epoch' is int 3, not a dict of tensors"), std::string::npos)
+      << r.output;
   r = run_command(iris_binary() + " checkpoint");
   EXPECT_EQ(r.exit_code, 2) << r.output;
 }

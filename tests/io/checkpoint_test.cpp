@@ -15,9 +15,9 @@ using test::TempDir;
 
 at::ScalarType dtype_named(const std::string& name) {
   static const std::map<std::string, at::ScalarType> dtypes = {
-      {"float32", at::kFloat}, {"float16", at::kHalf},  {"bfloat16", at::kBFloat16},
+      {"float32", at::kFloat},  {"float16", at::kHalf}, {"bfloat16", at::kBFloat16},
       {"float64", at::kDouble}, {"int64", at::kLong},   {"int32", at::kInt},
-      {"int16", at::kShort},   {"int8", at::kChar},     {"uint8", at::kByte},
+      {"int16", at::kShort},    {"int8", at::kChar},    {"uint8", at::kByte},
       {"bool", at::kBool}};
   return dtypes.at(name);
 }
@@ -31,11 +31,14 @@ at::Tensor reference_tensor(const fs::path& dir, const nlohmann::ordered_json& e
   return flat.view(dtype_named(entry["dtype"])).reshape(shape);
 }
 
-nlohmann::ordered_json manifest(const fs::path& dir) { return nlohmann::ordered_json::parse(test::slurp(dir / "manifest.json")); }
+nlohmann::ordered_json manifest(const fs::path& dir) {
+  return nlohmann::ordered_json::parse(test::slurp(dir / "manifest.json"));
+}
 
 // Compares a state dict with a manifest entry: names in order, dtype, shape, values; for .pt
 // files also strides, storage offsets and which tensors share a storage.
-void expect_matches(const StateDict& sd, const fs::path& dir, const nlohmann::ordered_json& file, bool layout) {
+void expect_matches(const StateDict& sd, const fs::path& dir, const nlohmann::ordered_json& file,
+                    bool layout) {
   const auto& tensors = file["tensors"];
   ASSERT_EQ(sd.size(), tensors.size()) << file["file"];
   std::map<std::int64_t, const void*> group_storage;
@@ -106,9 +109,10 @@ TEST(TorchCheckpoint, KeepsTheTopLevelStructureAndStateDictMetadata) {
   EXPECT_EQ(select_state_dict(root, "", "module.pt").size(), 9u);
   expect_input_error([&] { select_state_dict(root, "epoch", "module.pt"); },
                      "module.pt: entry 'epoch' is int 3, not a dict of tensors");
-  expect_input_error([&] { select_state_dict(root, "optimizer", "module.pt"); },
-                     "module.pt: no top-level entry 'optimizer' (entries: model, epoch, loss, name, "
-                     "steps, none)");
+  expect_input_error(
+      [&] { select_state_dict(root, "optimizer", "module.pt"); },
+      "module.pt: no top-level entry 'optimizer' (entries: model, epoch, loss, name, "
+      "steps, none)");
 }
 
 TEST(TorchCheckpoint, RefusesAPickleThatCallsOsSystem) {
@@ -116,8 +120,9 @@ TEST(TorchCheckpoint, RefusesAPickleThatCallsOsSystem) {
   const fs::path path = dir / "evil.pt";
   const std::string message = expect_input_error([&] { read_torch_checkpoint(path); },
                                                  "refuses to load global 'posix.system'");
-  EXPECT_EQ(message, path.string() + ": refuses to load global 'posix.system' (only tensors, "
-                                     "dicts, lists, numbers and strings are allowed)");
+  EXPECT_EQ(message, path.string() +
+                         ": refuses to load global 'posix.system' (only tensors, "
+                         "dicts, lists, numbers and strings are allowed)");
 }
 
 TEST(TorchCheckpoint, PythonReadsWhatWeWrite) {
@@ -151,7 +156,8 @@ StateDict every_dtype() {
   sd.insert("f16", torch::randn({5}).to(at::kHalf));
   sd.insert("bf16", torch::randn({2, 3}).to(at::kBFloat16));
   sd.insert("f64", torch::randn({2, 2}, at::kDouble));
-  sd.insert("i64", torch::tensor(std::vector<std::int64_t>{-(std::int64_t{1} << 40), 0, (std::int64_t{1} << 40) + 3}));
+  sd.insert("i64", torch::tensor(std::vector<std::int64_t>{-(std::int64_t{1} << 40), 0,
+                                                           (std::int64_t{1} << 40) + 3}));
   sd.insert("i32", torch::tensor({1, -2, 3}, at::kInt));
   sd.insert("i16", torch::tensor({-300, 300}, at::kShort));
   sd.insert("i8", torch::tensor({-128, 0, 127}, at::kChar));
@@ -266,10 +272,11 @@ TEST(LoadStateDict, StrictListsEveryMissingUnexpectedAndMisshapedKey) {
 
   TinyNet target;
   const at::Tensor before = target->fc->weight.detach().clone();
-  const std::string message = expect_input_error(
-      [&] { load_state_dict(*target, broken); }, "checkpoint does not match the model: ");
-  for (const char* part : {"2 missing: fc.bias, bn.running_mean", "1 unexpected: extra.weight",
-                           "1 mis-shaped: conv.weight (checkpoint [4, 1, 5, 5], model [4, 1, 3, 3])"}) {
+  const std::string message = expect_input_error([&] { load_state_dict(*target, broken); },
+                                                 "checkpoint does not match the model: ");
+  for (const char* part :
+       {"2 missing: fc.bias, bn.running_mean", "1 unexpected: extra.weight",
+        "1 mis-shaped: conv.weight (checkpoint [4, 1, 5, 5], model [4, 1, 3, 3])"}) {
     EXPECT_NE(message.find(part), std::string::npos) << part << "\n" << message;
   }
   EXPECT_TRUE(at::equal(target->fc->weight, before)) << "a failed strict load changes nothing";
@@ -287,13 +294,15 @@ TEST(LoadStateDict, StrictListsEveryMissingUnexpectedAndMisshapedKey) {
   const auto long_report = load_state_dict(*target, broken, false);
   EXPECT_NE(long_report.summary().find("26 unexpected: extra.weight, junk.0, "), std::string::npos)
       << long_report.summary();
-  EXPECT_NE(long_report.summary().find(", ... and 16 more"), std::string::npos) << long_report.summary();
+  EXPECT_NE(long_report.summary().find(", ... and 16 more"), std::string::npos)
+      << long_report.summary();
 }
 
 TEST(LoadStateDict, ConvertsDtype) {
   TinyNet net;
   StateDict sd;
-  for (const auto& p : net->named_parameters()) sd.insert(p.key(), torch::ones_like(p.value()).to(at::kHalf));
+  for (const auto& p : net->named_parameters())
+    sd.insert(p.key(), torch::ones_like(p.value()).to(at::kHalf));
   for (const auto& b : net->named_buffers()) sd.insert(b.key(), b.value().clone());
   EXPECT_TRUE(load_state_dict(*net, sd).clean());
   EXPECT_EQ(net->fc->weight.scalar_type(), at::kFloat);
@@ -326,7 +335,8 @@ StateDict from_keys_tsv(const fs::path& path) {
 TEST(MatchModel, TellsTheFourSam21SizesApart) {
   const fs::path dir = test::shared_dir() / "fixtures" / "sam2";
   if (!fs::exists(dir / "sam2.1_hiera_t.keys.tsv")) {
-    GTEST_SKIP() << "shared fixtures absent: " << dir << " (keys.tsv files of the official checkpoints)";
+    GTEST_SKIP() << "shared fixtures absent: " << dir
+                 << " (keys.tsv files of the official checkpoints)";
   }
   const std::pair<const char*, const char*> cases[] = {
       {"t", "tiny"}, {"s", "small"}, {"b+", "base_plus"}, {"l", "large"}};
@@ -342,7 +352,8 @@ TEST(MatchModel, TellsTheFourSam21SizesApart) {
   // Without the 2.1 additions it is a SAM2 (2.0) checkpoint.
   StateDict v20;
   for (const auto& [name, t] : from_keys_tsv(dir / "sam2.1_hiera_l.keys.tsv")) {
-    if (name != "no_obj_embed_spatial" && !name.starts_with("obj_ptr_tpos_proj.")) v20.insert(name, t);
+    if (name != "no_obj_embed_spatial" && !name.starts_with("obj_ptr_tpos_proj."))
+      v20.insert(name, t);
   }
   EXPECT_EQ(match_model(v20).description(), "SAM2 Hiera large (48 blocks, embed dim 144)");
 }
@@ -358,7 +369,8 @@ TEST(MicroFixture, ReadsTheOfficialFormatCheckpoint) {
   if (!fs::exists(path)) GTEST_SKIP() << "shared fixture absent: " << path;
   const auto start = std::chrono::steady_clock::now();
   const PickleValue root = read_torch_checkpoint(path);
-  const auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  const auto ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   const auto sd = select_state_dict(root, "", path.string());
   std::cout << "[ micro   ] read " << path.filename() << " (" << fs::file_size(path) << " bytes, "
             << sd.size() << " tensors, " << sd.numel() << " elements) in " << ms << " ms\n";

@@ -15,9 +15,15 @@
 
 namespace iris::test {
 
-inline fs::path venv_python() { return fs::path(IRIS_SOURCE_DIR) / ".venv/bin/python"; }
-inline bool have_python() { return fs::exists(venv_python()); }
-inline fs::path shared_dir() { return fs::path(IRIS_SOURCE_DIR) / ".." / "shared"; }
+inline fs::path venv_python() {
+  return fs::path(IRIS_SOURCE_DIR) / ".venv/bin/python";
+}
+inline bool have_python() {
+  return fs::exists(venv_python());
+}
+inline fs::path shared_dir() {
+  return fs::path(IRIS_SOURCE_DIR) / ".." / "shared";
+}
 inline fs::path io_test_script(const std::string& name) {
   return fs::path(IRIS_SOURCE_DIR) / "tests" / "io" / name;
 }
@@ -35,7 +41,8 @@ inline void spit(const fs::path& path, const std::string& bytes) {
 }
 
 inline CommandResult run_python(const std::string& script, const std::string& args) {
-  return run_command("'" + venv_python().string() + "' '" + io_test_script(script).string() + "' " + args);
+  return run_command("'" + venv_python().string() + "' '" + io_test_script(script).string() + "' " +
+                     args);
 }
 
 // The files make_fixtures.py writes, generated once per version of the script and shared by all
@@ -48,7 +55,7 @@ struct PythonFixtures {
 inline PythonFixtures python_fixtures() {
   const std::string script = slurp(io_test_script("make_fixtures.py"));
   const fs::path dir = fs::path(IRIS_IO_FIXTURE_DIR) /
-                       std::to_string(std::hash<std::string>{}(script) & 0xffffffffffULL);
+                       std::to_string(std::hash<std::string>{}(script)&0xffffffffffULL);
   if (fs::exists(dir / "manifest.json")) return {dir, ""};
   fs::create_directories(dir.parent_path());
   const fs::path temp = dir.string() + ".tmp" + std::to_string(::getpid());
@@ -81,13 +88,13 @@ std::string expect_input_error(F&& fn, const std::string& needle) {
 
 }  // namespace iris::test
 
-#define IRIS_REQUIRE_PYTHON()                                                           \
-  if (!::iris::test::have_python())                                                     \
-  GTEST_SKIP() << "needs " << ::iris::test::venv_python()                               \
+#define IRIS_REQUIRE_PYTHON()                             \
+  if (!::iris::test::have_python())                       \
+  GTEST_SKIP() << "needs " << ::iris::test::venv_python() \
                << " (the project venv with torch and safetensors) to write reference files"
 
-#define IRIS_PYTHON_FIXTURES(var)                           \
-  IRIS_REQUIRE_PYTHON();                                    \
-  const auto var##_fixtures = ::iris::test::python_fixtures(); \
+#define IRIS_PYTHON_FIXTURES(var)                                    \
+  IRIS_REQUIRE_PYTHON();                                             \
+  const auto var##_fixtures = ::iris::test::python_fixtures();       \
   ASSERT_TRUE(var##_fixtures.error.empty()) << var##_fixtures.error; \
   const fs::path var = var##_fixtures.dir

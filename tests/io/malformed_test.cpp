@@ -1,6 +1,7 @@
 // Hostile and broken files: each must fail with one InputError line naming the file and the
 // problem, never crash or run anything. Built here byte by byte, so no Python is needed.
 #include <caffe2/serialize/inline_container.h>
+#include <fmt/format.h>
 
 #include "io/checkpoint.h"
 #include "io_test_util.h"
@@ -32,7 +33,8 @@ struct Pickle {
   Pickle& global(const std::string& module, const std::string& name) {
     return op('c').raw(module + "\n" + name + "\n");
   }
-  // _rebuild_tensor_v2(('storage', FloatStorage, key, 'cpu', numel), offset, (size,), (1,), False, OrderedDict())
+  // _rebuild_tensor_v2(('storage', FloatStorage, key, 'cpu', numel), offset, (size,), (1,), False,
+  // OrderedDict())
   Pickle& tensor(const std::string& key, int numel, int offset, int size) {
     global("torch._utils", "_rebuild_tensor_v2").op('(');
     op('(').str("storage").global("torch", "FloatStorage").str(key).str("cpu").int1(numel).op('t');
@@ -78,18 +80,21 @@ TEST_F(Malformed, RefusesGlobalsOutsideTheAllowList) {
   // Protocol 4 spelling (STACK_GLOBAL), and a torch global that is not a storage class.
   expect_pickle_error(Pickle().str("builtins").str("eval").op('\x93').done(),
                       "refuses to load global 'builtins.eval'");
-  expect_pickle_error(Pickle().global("torch", "load").done(), "refuses to load global 'torch.load'");
+  expect_pickle_error(Pickle().global("torch", "load").done(),
+                      "refuses to load global 'torch.load'");
 }
 
 TEST_F(Malformed, RejectsBadOpcodesAndStackMisuse) {
   expect_pickle_error(Pickle().op('\xff').done(), "pickle: unsupported opcode 0xff at byte 2");
-  expect_pickle_error(Pickle().op('i').done(), "unsupported opcode 0x69");  // INST: protocol 0 objects
+  expect_pickle_error(Pickle().op('i').done(),
+                      "unsupported opcode 0x69");  // INST: protocol 0 objects
   expect_pickle_error(Pickle().op('s').done(), "stack underflow");
   expect_pickle_error(Pickle().op('h').raw("\x05").done(), "memo entry 5 missing");
   expect_pickle_error(Pickle().op('}').op('(').int1(1).op('u').done(), "odd number of items");
   expect_pickle_error(Pickle().int1(1).int1(2).done(), "STOP with a malformed stack");
   expect_pickle_error(Pickle().op('}').int1(1).op('a').done(), "APPEND to a dict");
-  expect_pickle_error(Pickle().op('}').op(']').op(')').op('s').done(), "dict key of type list is not supported");
+  expect_pickle_error(Pickle().op('}').op(']').op(')').op('s').done(),
+                      "dict key of type list is not supported");
   expect_pickle_error(Pickle().int1(3).op(')').op('R').done(), "REDUCE calls a int");
 }
 
@@ -99,7 +104,8 @@ TEST_F(Malformed, RejectsTruncatedPickles) {
     expect_pickle_error(whole.substr(0, cut), "truncated", {{"data/0", kFourFloats}});
   }
   // A length prefix far beyond the data must not allocate or read past the end.
-  expect_pickle_error(Pickle().op('X').raw("\xff\xff\xff\x7f").done(), "truncated (needs 2147483647 more bytes");
+  expect_pickle_error(Pickle().op('X').raw("\xff\xff\xff\x7f").done(),
+                      "truncated (needs 2147483647 more bytes");
   expect_pickle_error(Pickle().op('c').raw("torch").done(), "GLOBAL without a newline");
 }
 
@@ -111,10 +117,12 @@ TEST_F(Malformed, RejectsTensorsOutsideTheirStorage) {
   write_archive(dir_ / "ok.pt", one("0", 4, 1, 3), {{"data/0", kFourFloats}});
   EXPECT_EQ(read_torch_checkpoint(dir_ / "ok.pt").as_dict().find("w")->as_tensor().numel(), 3);
 
-  expect_pickle_error(one("0", 4, 2, 3), "tensor view (offset 2, size [3], stride [1]) reaches 20 bytes, "
-                                         "beyond its storage of 16 bytes",
+  expect_pickle_error(one("0", 4, 2, 3),
+                      "tensor view (offset 2, size [3], stride [1]) reaches 20 bytes, "
+                      "beyond its storage of 16 bytes",
                       {{"data/0", kFourFloats}});
-  expect_pickle_error(one("0", 8, 0, 8), "storage '0' holds 16 bytes, fewer than the 8 elements x 4 bytes",
+  expect_pickle_error(one("0", 8, 0, 8),
+                      "storage '0' holds 16 bytes, fewer than the 8 elements x 4 bytes",
                       {{"data/0", kFourFloats}});
   expect_pickle_error(one("7", 4, 0, 4), "unknown storage '7' (the archive has no record data/7)",
                       {{"data/0", kFourFloats}});
@@ -124,7 +132,14 @@ TEST_F(Malformed, RejectsTensorsOutsideTheirStorage) {
 
 TEST_F(Malformed, RejectsRecursiveAndOverlyDeepStructures) {
   // l = []; l.append(l)
-  expect_pickle_error(Pickle().op(']').op('q').raw(std::string(1, '\0')).op('h').raw(std::string(1, '\0')).op('a').done(),
+  expect_pickle_error(Pickle()
+                          .op(']')
+                          .op('q')
+                          .raw(std::string(1, '\0'))
+                          .op('h')
+                          .raw(std::string(1, '\0'))
+                          .op('a')
+                          .done(),
                       "recursive structure");
   Pickle deep;
   for (int i = 0; i < 600; ++i) deep.op(']');
@@ -138,9 +153,12 @@ TEST_F(Malformed, RejectsFilesThatAreNotTorchArchives) {
   expect_input_error([&] { read_torch_checkpoint(text); },
                      text.string() + ": not a PyTorch checkpoint (not a zip archive)");
   const fs::path legacy = dir_ / "legacy.pt";
-  test::spit(legacy, "\x80\x02\x8a\x0a" "legacy magic number and more");
+  test::spit(legacy,
+             "\x80\x02\x8a\x0a"
+             "legacy magic number and more");
   expect_input_error([&] { read_torch_checkpoint(legacy); }, "legacy (pre-1.6) torch.save format");
-  expect_input_error([&] { read_torch_checkpoint(dir_ / "missing.pt"); }, "missing.pt: no such file");
+  expect_input_error([&] { read_torch_checkpoint(dir_ / "missing.pt"); },
+                     "missing.pt: no such file");
 
   // A zip with the magic but no data.pkl.
   {
@@ -158,9 +176,10 @@ TEST_F(Malformed, RejectsTruncatedArchives) {
   write_torch_checkpoint(good, root);
   const std::string bytes = test::slurp(good);
   for (std::size_t keep : {bytes.size() - 10, bytes.size() / 2, std::size_t{30}, std::size_t{3}}) {
-    const fs::path cut = dir_ / ("cut" + std::to_string(keep) + ".pt");
+    const fs::path cut = dir_ / fmt::format("cut{}.pt", keep);
     test::spit(cut, bytes.substr(0, keep));
-    const std::string message = expect_input_error([&] { read_torch_checkpoint(cut); }, cut.string() + ": ");
+    const std::string message =
+        expect_input_error([&] { read_torch_checkpoint(cut); }, cut.string() + ": ");
     EXPECT_TRUE(message.find("unreadable PyTorch archive") != std::string::npos ||
                 message.find("not a PyTorch checkpoint") != std::string::npos)
         << message;
@@ -192,19 +211,26 @@ TEST_F(Malformed, RejectsBrokenSafetensors) {
          "header length 54 exceeds the 12 bytes that follow it");
   expect(safetensors_bytes(ok_header, std::string(4, '\0')),
          "tensor 'a': data_offsets [0, 8] lie outside the 4 data bytes");
-  expect(safetensors_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,1000000000000]}})", ""),
+  expect(safetensors_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,1000000000000]}})",
+                           ""),
          "lie outside the 0 data bytes");
-  expect(safetensors_bytes(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, '\0')),
+  expect(safetensors_bytes(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
+                           std::string(8, '\0')),
          "tensor 'a': data_offsets [0, 8] hold 8 bytes, but shape [3] of F32 needs 12");
-  expect(safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", std::string(8, '\0')),
+  expect(safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                           std::string(8, '\0')),
          "tensor 'a' starts at byte 4 of the data, expected 0");
-  expect(safetensors_bytes(ok_header, std::string(12, '\0')), "tensors cover 8 of the 12 data bytes");
-  expect(safetensors_bytes(R"({"a":{"dtype":"C64","shape":[1],"data_offsets":[0,8]}})", std::string(8, '\0')),
+  expect(safetensors_bytes(ok_header, std::string(12, '\0')),
+         "tensors cover 8 of the 12 data bytes");
+  expect(safetensors_bytes(R"({"a":{"dtype":"C64","shape":[1],"data_offsets":[0,8]}})",
+                           std::string(8, '\0')),
          "unsupported dtype 'C64'");
-  expect(safetensors_bytes(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", std::string(4, '\0')),
+  expect(safetensors_bytes(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})",
+                           std::string(4, '\0')),
          "shape holds a value that is not a size");
   expect(safetensors_bytes("{not json", ""), "header is not a JSON object");
-  expect(safetensors_bytes(R"({"__metadata__":{"k":1}})", ""), "__metadata__ entry 'k' is not a string");
+  expect(safetensors_bytes(R"({"__metadata__":{"k":1}})", ""),
+         "__metadata__ entry 'k' is not a string");
 }
 
 }  // namespace
