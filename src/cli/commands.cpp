@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli/cli.h"
+#include "cli/cmd_checkpoint.h"
 #include "cli/cmd_data.h"
 #include "cli/cmd_demo.h"
 #include "cli/cmd_report.h"
@@ -53,7 +54,7 @@ const std::vector<Command>& command_table() {
       {"sweep", "run datasets x prompts x recipes against the baseline", nullptr},
       {"report", "write training and insights reports", setup_report},
       {"runs", "list, compare, export and import runs", nullptr},
-      {"checkpoint", "inspect and convert checkpoints", nullptr},
+      {"checkpoint", "inspect and convert checkpoints", setup_checkpoint},
       {"bench", "benchmark models, training and data loading", nullptr},
       {"demo", "run the main job end to end", setup_demo},
   };
