@@ -2,9 +2,12 @@
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
+#include "core/build_info.h"
 #include "core/error.h"
+#if IRIS_HAVE_NIFTI
 #include "data/atlas.h"
 #include "train/iris_trainer.h"
+#endif
 #include "train/losses.h"
 #include "train/schedule.h"
 #include "test_util.h"
@@ -38,6 +41,7 @@ TEST(LrSchedule, WarmupThenCosineAndExponential) {
   EXPECT_NEAR(e.lr(100), 0.01, 1e-12);
 }
 
+#if IRIS_HAVE_NIFTI
 TEST(IrisTrainer, ShortRunWritesTheRunFolder) {
   if (!is_mricron_atlas_dir(kMricronTemplates)) GTEST_SKIP() << "mricron-data atlases not installed";
   test::TempDir dir;
@@ -64,6 +68,7 @@ TEST(IrisTrainer, ShortRunWritesTheRunFolder) {
   config.data.slice_size = 50;
   EXPECT_THROW(train_iris(config), ConfigError);
 }
+#endif
 
 }  // namespace
 }  // namespace iris
