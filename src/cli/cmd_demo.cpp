@@ -32,7 +32,7 @@ std::function<int()> setup_demo(CLI::App& app, const GlobalOptions& globals) {
   app.add_option("--out", options->out, "output folder (runs under OUT/iris)")->capture_default_str();
   app.add_flag("--full", options->full, "train longer (a few times the default)");
   app.add_option("--iterations", options->iterations, "training steps (overrides the preset)");
-  return [options, &globals] {
+  return [options, &globals]() -> int {
 #if IRIS_HAVE_NIFTI
     namespace fs = std::filesystem;
     const fs::path out = options->out;

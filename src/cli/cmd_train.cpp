@@ -23,7 +23,7 @@ std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
   app.add_option("CONFIG", options->config, "YAML config (e.g. configs/iris/atlas_2d_tiny.yaml)");
   app.add_option("--set", options->overrides, "override a key: --set optim.lr=1e-3 (repeatable)");
   app.add_flag("--print-config", options->print_config, "print the resolved config and exit");
-  return [options, &globals] {
+  return [options, &globals]() -> int {
 #if IRIS_HAVE_NIFTI
     auto overrides = options->overrides;
     if (globals.seed) overrides.push_back(fmt::format("run.seed={}", *globals.seed));

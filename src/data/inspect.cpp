@@ -7,6 +7,7 @@
 
 #include "core/build_info.h"
 #include "core/error.h"
+#include "io/volume.h"
 #if IRIS_HAVE_NIFTI
 #include "data/atlas.h"
 #include "io/nifti.h"
