@@ -50,6 +50,12 @@ inline CommandResult run_command(const std::string& command) {
   return result;
 }
 
+// The project venv's Python (reference data only); empty path when it is not installed.
+inline fs::path venv_python() {
+  const fs::path python = fs::path(IRIS_SOURCE_DIR) / ".venv/bin/python";
+  return fs::exists(python) ? python : fs::path();
+}
+
 // The `iris` binary built with this tree, quoted for the shell.
 inline std::string iris_binary() { return std::string("'") + IRIS_BINARY + "'"; }
 

@@ -36,6 +36,16 @@ at::Tensor normalize_mri(const at::Tensor& volume, double low_percentile, double
   return ((v.clamp(lo, hi) - lo) / std::max(hi - lo, 1e-6)).masked_fill(v == 0, 0.0);
 }
 
+std::vector<int64_t> nonempty_slices(const at::Tensor& image, int64_t min_voxels) {
+  const at::Tensor counts = (image > 0).flatten(1).sum(1).contiguous();
+  const auto* c = counts.data_ptr<int64_t>();
+  std::vector<int64_t> slices;
+  for (int64_t k = 0; k < counts.numel(); ++k) {
+    if (c[k] >= min_voxels) slices.push_back(k);
+  }
+  return slices;
+}
+
 SliceDataset::SliceDataset(const Volume& image, const Volume& labels, std::vector<int64_t> slice_indices,
                            int64_t size, int64_t min_area)
     : size_(size), slices_(std::move(slice_indices)) {

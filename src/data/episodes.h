@@ -35,6 +35,10 @@ struct Episode {
 // scale to [0, 1].
 at::Tensor normalize_mri(const at::Tensor& volume, double low_percentile = 0.5, double high_percentile = 99.5);
 
+// Axial slices (index k of [nk, nj, ni]) holding at least `min_voxels` non-zero image voxels:
+// the slices that show the brain, shared by training and evaluation.
+std::vector<int64_t> nonempty_slices(const at::Tensor& image, int64_t min_voxels = 500);
+
 // Axial slices of an image and a label map on the same grid, padded to square and resized to
 // size x size (linear for the image, nearest for labels), kept in memory.
 class SliceDataset {

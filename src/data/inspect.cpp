@@ -102,14 +102,6 @@ InspectReport inspect_nifti(const fs::path& file) {
 }
 #endif
 
-bool has_nifti_extension(const fs::path& p) {
-  const std::string n = p.filename().string();
-  auto ends = [&](const std::string& e) {
-    return n.size() > e.size() && n.compare(n.size() - e.size(), e.size(), e) == 0;
-  };
-  return ends(".nii") || ends(".nii.gz");
-}
-
 }  // namespace
 
 std::string InspectReport::to_text(std::size_t max_classes_per_group) const {
@@ -149,9 +141,9 @@ InspectReport inspect_path(const fs::path& path) {
   if (!fs::exists(path)) throw InputError(file_message(path.string(), "no such file or folder"));
 #if IRIS_HAVE_NIFTI
   if (fs::is_directory(path) && is_mricron_atlas_dir(path)) return inspect_atlas(path);
-  if (fs::is_regular_file(path) && has_nifti_extension(path)) return inspect_nifti(path);
+  if (fs::is_regular_file(path) && !nifti_extension(path.string()).empty()) return inspect_nifti(path);
 #else
-  if (has_nifti_extension(path) || fs::is_directory(path)) {
+  if (!nifti_extension(path.string()).empty() || fs::is_directory(path)) {
     throw NotAvailableError("NIfTI support is off in this build (IRIS_WITH_NIFTI)");
   }
 #endif

@@ -42,11 +42,7 @@ std::vector<StructureResult> evaluate_unseen_structures(models::IrisModel& train
   torch::NoGradGuard no_grad;
   trained->eval();
   untrained->eval();
-  std::vector<int64_t> slices;
-  const auto brain_per_slice = (atlas.image.data > 0).flatten(1).sum(1);
-  for (int64_t k = 0; k < atlas.image.nk(); ++k) {
-    if (brain_per_slice[k].item<int64_t>() >= 500) slices.push_back(k);
-  }
+  const std::vector<int64_t> slices = nonempty_slices(atlas.image.data);
   std::vector<StructureResult> results;
   for (const auto& map_name : label_maps) {
     const AtlasLabelMap& map = atlas.label_map(map_name);

@@ -93,21 +93,12 @@ int nifti_type_of(at::ScalarType type, const std::string& path) {
   }
 }
 
-std::string nifti_extension(const fs::path& path) {
-  const std::string name = path.filename().string();
-  for (const char* ext : {".nii.gz", ".nii"}) {
-    const std::string e = ext;
-    if (name.size() > e.size() && name.compare(name.size() - e.size(), e.size(), e) == 0) return e;
-  }
-  return "";
-}
-
 // niftilib looks a file up by its stem and may open a sibling (x.nii for x.nii.gz). When a
 // sibling exists, read through a symlink with a unique stem in a private folder.
 class UnambiguousName {
  public:
   explicit UnambiguousName(const fs::path& path) : name_(path.string()) {
-    const std::string ext = nifti_extension(path);
+    const std::string ext = nifti_extension(path.string());
     const std::string stem = name_.substr(0, name_.size() - ext.size());
     bool sibling = false;
     for (const char* other : {".nii", ".nii.gz", ".hdr", ".hdr.gz", ".img", ".img.gz"}) {
@@ -177,7 +168,7 @@ Volume read_nifti(const fs::path& path) {
 
 void write_nifti(const fs::path& path, const Volume& volume) {
   const std::string name = path.string();
-  const std::string ext = nifti_extension(path);
+  const std::string ext = nifti_extension(path.string());
   if (ext.empty()) throw InputError(file_message(name, "expected a .nii or .nii.gz file name"));
   TORCH_CHECK(volume.data.dim() >= 2 && volume.data.dim() <= 4,
               "write_nifti expects [nj, ni], [nk, nj, ni] or [nt, nk, nj, ni], got ", volume.data.sizes());

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <filesystem>
 
 #include "core/error.h"
 
@@ -102,6 +103,14 @@ std::array<std::pair<int, int>, 3> axis_directions(const Affine& affine) {
 }
 
 }  // namespace
+
+std::string nifti_extension(const std::string& path) {
+  const std::string name = std::filesystem::path(path).filename().string();
+  for (const std::string ext : {".nii.gz", ".nii"}) {
+    if (name.size() > ext.size() && name.compare(name.size() - ext.size(), ext.size(), ext) == 0) return ext;
+  }
+  return "";
+}
 
 std::string orientation_codes(const Affine& affine) {
   static const char kPositive[] = {'R', 'A', 'S'};

@@ -43,6 +43,9 @@ std::string orientation_codes(const Affine& affine);
 // order); the world position of every voxel is unchanged.
 Volume reorient_to_ras(const Volume& volume);
 
+// ".nii.gz" or ".nii" when `path` names a NIfTI file, else "".
+std::string nifti_extension(const std::string& path);
+
 enum class Interpolation { kLinear, kNearest };
 
 // Resamples `moving` onto the grid of `target` (its shape and affine) through both affines:

@@ -143,9 +143,7 @@ TrainResult train_iris(const IrisTrainConfig& config) {
   const MricronAtlas atlas = load_mricron_atlas(config.data.atlas_dir, {config.data.label_map});
   const AtlasLabelMap& labels = atlas.label_map(config.data.label_map);
   std::vector<int64_t> train_slices, val_slices;
-  const auto brain_per_slice = (atlas.image.data > 0).flatten(1).sum(1);
-  for (int64_t k = 0; k < atlas.image.nk(); ++k) {
-    if (brain_per_slice[k].item<int64_t>() < 500) continue;  // skip slices outside the brain
+  for (int64_t k : nonempty_slices(atlas.image.data)) {
     (k % config.data.validation_every_nth_slice == 0 ? val_slices : train_slices).push_back(k);
   }
   const SliceDataset train_data(atlas.image, labels.labels, train_slices, config.data.slice_size,

@@ -24,6 +24,14 @@ std::vector<int64_t> range(int64_t n) {
   return v;
 }
 
+TEST(SliceDataset, NonemptySlicesCountForegroundVoxels) {
+  auto image = torch::zeros({5, 4, 4});
+  image[1].fill_(1);
+  image[3].slice(0, 0, 2).fill_(1);  // 8 voxels
+  EXPECT_EQ(nonempty_slices(image, 8), (std::vector<int64_t>{1, 3}));
+  EXPECT_EQ(nonempty_slices(image, 9), (std::vector<int64_t>{1}));
+}
+
 TEST(SliceDataset, ResizesToSquareAndIndexesClasses) {
   auto [image, labels] = synthetic_volume();
   SliceDataset data(image, labels, range(20), 32, 4);

@@ -15,11 +15,8 @@
 
 namespace iris::test {
 
-inline fs::path venv_python() {
-  return fs::path(IRIS_SOURCE_DIR) / ".venv/bin/python";
-}
 inline bool have_python() {
-  return fs::exists(venv_python());
+  return !venv_python().empty();
 }
 inline fs::path shared_dir() {
   return fs::path(IRIS_SOURCE_DIR) / ".." / "shared";
@@ -90,7 +87,7 @@ std::string expect_input_error(F&& fn, const std::string& needle) {
 
 #define IRIS_REQUIRE_PYTHON()                             \
   if (!::iris::test::have_python())                       \
-  GTEST_SKIP() << "needs " << ::iris::test::venv_python() \
+  GTEST_SKIP() << "needs .venv/bin/python" \
                << " (the project venv with torch and safetensors) to write reference files"
 
 #define IRIS_PYTHON_FIXTURES(var)                                    \

@@ -14,11 +14,6 @@ namespace {
 
 const fs::path kAtlasDir = "/usr/share/mricron/templates";
 
-std::string venv_python() {
-  const fs::path python = fs::path(IRIS_SOURCE_DIR) / ".venv/bin/python";
-  return fs::exists(python) ? python.string() : "";
-}
-
 Affine oblique_affine() {
   Affine a;
   // 1.5 x 0.8 x 2.0 mm voxels, i pointing left (LPS-like), a small rotation, an offset.
@@ -63,6 +58,13 @@ TEST(Nifti, RoundTripKeepsDataAffineAndType) {
   EXPECT_EQ(series_read.data.sizes(), series.data.sizes());
   EXPECT_TRUE(torch::equal(series_read.data, series.data))
       << (series_read.data - series.data).abs().max().item<double>();
+}
+
+TEST(Nifti, RecognisesFileNames) {
+  EXPECT_EQ(nifti_extension("/a/b/brain.nii.gz"), ".nii.gz");
+  EXPECT_EQ(nifti_extension("brain.nii"), ".nii");
+  EXPECT_EQ(nifti_extension("brain.nii.txt"), "");
+  EXPECT_EQ(nifti_extension(".nii"), "");
 }
 
 TEST(Nifti, WritingLeavesNoTemporaryFiles) {
@@ -198,7 +200,7 @@ TEST_F(Atlases, LabelAtlasesResampledOntoCh2betLandOnTheBrain) {
 }
 
 TEST_F(Atlases, GeometryAgreesWithNibabel) {
-  const std::string python = venv_python();
+  const std::string python = test::venv_python().string();
   if (python.empty()) GTEST_SKIP() << ".venv/bin/python not found (run scripts/install-deps.sh)";
   test::TempDir dir;
   const auto script = dir / "geometry.py";

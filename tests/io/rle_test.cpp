@@ -58,8 +58,8 @@ TEST(Rle, MalformedInputsAreRejectedWithTheirReason) {
 }
 
 TEST(Rle, AgreesWithPycocotools) {
-  const auto python = fs::path(IRIS_SOURCE_DIR) / ".venv/bin/python";
-  if (!fs::exists(python)) GTEST_SKIP() << ".venv/bin/python not found (run scripts/install-deps.sh)";
+  const auto python = test::venv_python();
+  if (python.empty()) GTEST_SKIP() << ".venv/bin/python not found (run scripts/install-deps.sh)";
   test::TempDir dir;
   write_file_atomic(dir / "ref.py", R"PY(
 import json, numpy as np
