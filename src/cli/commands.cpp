@@ -8,6 +8,7 @@
 #include "cli/cmd_data.h"
 #include "cli/cmd_demo.h"
 #include "cli/cmd_report.h"
+#include "cli/cmd_sam2.h"
 #include "cli/cmd_train.h"
 #include "core/doctor.h"
 #include "core/env_info.h"
@@ -55,6 +56,7 @@ const std::vector<Command>& command_table() {
       {"report", "write training and insights reports", setup_report},
       {"runs", "list, compare, export and import runs", nullptr},
       {"checkpoint", "inspect and convert checkpoints", setup_checkpoint},
+      {"sam2", "SAM2 tools: verify parity with the official implementation", setup_sam2},
       {"bench", "benchmark models, training and data loading", nullptr},
       {"demo", "run the main job end to end", setup_demo},
   };
