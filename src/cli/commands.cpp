@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli/cli.h"
+#include "cli/cmd_bench.h"
 #include "cli/cmd_checkpoint.h"
 #include "cli/cmd_data.h"
 #include "cli/cmd_demo.h"
@@ -57,7 +58,7 @@ const std::vector<Command>& command_table() {
       {"runs", "list, compare, export and import runs", nullptr},
       {"checkpoint", "inspect and convert checkpoints", setup_checkpoint},
       {"sam2", "SAM2 tools: verify parity with the official implementation", setup_sam2},
-      {"bench", "benchmark models, training and data loading", nullptr},
+      {"bench", "benchmark models, training and data loading", setup_bench},
       {"demo", "run the main job end to end", setup_demo},
   };
   return table;

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <map>
 #include <set>
 #include <vector>
 
@@ -314,6 +315,73 @@ void apply_official_postprocessing(Sam2Options& o, bool video) {
     o.binarize_mask_from_pts_for_mem_enc = true;
     o.fill_hole_area = 8;
   }
+}
+
+Sam2Options official_sam2_options(const std::string& size_in, const std::string& version) {
+  static const std::map<std::string, std::string> kAliases = {
+      {"t", "tiny"}, {"s", "small"}, {"b+", "base_plus"}, {"l", "large"},
+      {"tiny", "tiny"}, {"small", "small"}, {"base_plus", "base_plus"}, {"large", "large"}};
+  const auto it = kAliases.find(size_in);
+  if (it == kAliases.end()) {
+    throw ConfigError("unknown SAM2 size '" + size_in +
+                      "': expected tiny, small, base_plus or large (t, s, b+, l)");
+  }
+  if (version != "2.1" && version != "2") {
+    throw ConfigError("unknown SAM2 version '" + version + "': expected 2 or 2.1");
+  }
+  Sam2Options o;
+  o.image_encoder = official_image_encoder_options(it->second);
+  o.image_encoder.scalp = 1;
+  auto& ma = o.memory_attention;
+  ma.d_model = 256;
+  ma.pos_enc_at_input = true;
+  ma.num_layers = 4;
+  auto& layer = ma.layer;
+  layer.activation = "relu";
+  layer.dim_feedforward = 2048;
+  layer.dropout = 0.1;
+  layer.pos_enc_at_attn = false;
+  layer.pos_enc_at_cross_attn_keys = true;
+  layer.pos_enc_at_cross_attn_queries = false;
+  for (auto* rope : {&layer.self_attention, &layer.cross_attention}) {
+    rope->rope_theta = 10000.0;
+    rope->feat_sizes = {64, 64};
+    rope->attention = AttentionOptions{256, 1, 1, 0.1, 0};
+  }
+  layer.cross_attention.rope_k_repeat = true;
+  layer.cross_attention.attention.kv_in_dim = 64;
+  auto& me = o.memory_encoder;
+  me.out_dim = 64;
+  me.in_dim = 256;
+  me.position_encoding = PositionEmbeddingSineOptions{64};
+  me.mask_downsampler = MaskDownSamplerOptions{256, 3, 2, 1, 16};
+  me.fuser.num_layers = 2;
+  me.fuser.layer = CXBlockOptions{256, 7, 3, 0.0, 1e-6, true};
+  o.num_maskmem = 7;
+  o.image_size = 1024;
+  o.sigmoid_scale_for_mem_enc = 20.0;
+  o.sigmoid_bias_for_mem_enc = -10.0;
+  o.use_mask_input_as_output_without_sam = true;
+  o.directly_add_no_mem_embed = true;
+  o.use_high_res_features_in_sam = true;
+  o.multimask_output_in_sam = true;
+  o.iou_prediction_use_sigmoid = true;
+  o.use_obj_ptrs_in_encoder = true;
+  o.only_obj_ptrs_in_the_past_for_eval = true;
+  o.pred_obj_scores = true;
+  o.pred_obj_scores_mlp = true;
+  o.fixed_no_obj_ptr = true;
+  o.multimask_output_for_tracking = true;
+  o.use_multimask_token_for_obj_ptr = true;
+  o.multimask_min_pt_num = 0;
+  o.multimask_max_pt_num = 1;
+  o.use_mlp_for_obj_ptr_proj = true;
+  const bool v21 = version == "2.1";
+  o.no_obj_embed_spatial = v21;
+  o.add_tpos_enc_to_obj_ptrs = v21;
+  o.proj_tpos_enc_in_obj_ptrs = v21;
+  o.use_signed_tpos_enc_to_obj_ptrs = v21;
+  return o;
 }
 
 int64_t memory_dim(const Sam2Options& o) {

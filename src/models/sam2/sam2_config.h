@@ -73,6 +73,10 @@ Sam2Options load_sam2_config(const std::filesystem::path& path);
 // memory encoder and hole filling up to 8 pixels.
 void apply_official_postprocessing(Sam2Options& options, bool video);
 
+// The settings of an official release without reading its YAML: size "tiny", "small",
+// "base_plus" or "large" (also t, s, b+, l); version "2.1" or "2". Throws ConfigError otherwise.
+Sam2Options official_sam2_options(const std::string& size, const std::string& version = "2.1");
+
 // The memory width (memory encoder out_dim, or d_model when it does not project).
 int64_t memory_dim(const Sam2Options& options);
 

@@ -74,7 +74,7 @@ const FrameFeatures& Sam2VideoPredictor::image_features(int64_t frame_idx) {
     const auto image = frames_[frame_idx].to(device_).to(torch::kFloat32).unsqueeze(0);
     cached_features_ = model_->prepare_backbone_features(model_->forward_image(image));
     cached_frame_ = frame_idx;
-    timing_.encoder_ms += ms_since(t0);
+    encoder_ms_ += ms_since(t0);
   }
   return cached_features_;
 }
@@ -322,7 +322,7 @@ void Sam2VideoPredictor::propagate_in_video(
   }
   for (int64_t frame_idx : order) {
     const auto t0 = std::chrono::steady_clock::now();
-    const double enc_before = timing_.encoder_ms;
+    encoder_ms_ = 0.0;
     std::vector<at::Tensor> per_obj;
     for (auto& obj : objects_) {
       at::Tensor pred;
@@ -345,8 +345,8 @@ void Sam2VideoPredictor::propagate_in_video(
       per_obj.push_back(pred);
     }
     const auto masks = to_video_res(torch::cat(per_obj, 0));
-    timing_.tracking_ms += ms_since(t0) - (timing_.encoder_ms - enc_before);
-    ++timing_.frames;
+    timing_.encoder_ms.push_back(encoder_ms_);
+    timing_.tracking_ms.push_back(ms_since(t0) - encoder_ms_);
     if (on_frame) on_frame(frame_idx, masks);
   }
 }

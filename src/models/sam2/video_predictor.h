@@ -51,11 +51,11 @@ class Sam2VideoPredictor {
   int64_t num_frames() const { return num_frames_; }
   Sam2Model& model() { return model_; }
 
-  // Per-frame timings of the last propagate_in_video (ms): image encoder and the rest.
+  // Per-frame timings of the last propagate_in_video (ms): the image encoder, and the rest of
+  // the frame (memory attention, SAM heads and memory encoder over all objects).
   struct Timing {
-    double encoder_ms = 0.0;
-    double tracking_ms = 0.0;
-    int64_t frames = 0;
+    std::vector<double> encoder_ms;
+    std::vector<double> tracking_ms;
   };
   const Timing& last_timing() const { return timing_; }
 
@@ -91,6 +91,7 @@ class Sam2VideoPredictor {
   FrameFeatures cached_features_;
   at::Tensor maskmem_pos_enc_;  // the same for every frame and object
   Timing timing_;
+  double encoder_ms_ = 0.0;  // image-encoder time since the last reset
 };
 
 }  // namespace iris::models::sam2

@@ -68,7 +68,15 @@ TEST(Sam2Config, OfficialSizesBuildWithExactlyTheOfficialKeys) {
                                     << unexpected.front();
     EXPECT_TRUE(mismatched.empty()) << mismatched.front();
     EXPECT_EQ(ours.size(), official.size());
+
+    // The built-in option sets give the same model as the YAML.
+    Sam2Model builtin(official_sam2_options(size));
+    std::map<std::string, std::string> builtin_keys;
+    for (const auto& p : builtin->named_parameters()) builtin_keys[p.key()] = shape_text(p.value());
+    for (const auto& b : builtin->named_buffers()) builtin_keys[b.key()] = shape_text(b.value());
+    EXPECT_EQ(builtin_keys, ours);
   }
+  EXPECT_THROW(official_sam2_options("huge"), ConfigError);
 }
 
 TEST(Sam2Config, ReadsEveryFieldOfTheMicroConfig) {

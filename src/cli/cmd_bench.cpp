@@ -1,0 +1,200 @@
+#include "cli/cmd_bench.h"
+
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/cli.h"
+#include "core/atomic_file.h"
+#include "core/device.h"
+#include "core/error.h"
+#include "core/resources.h"
+#include "io/checkpoint.h"
+#include "io/model_state.h"
+#include "models/sam2/sam2_config.h"
+#include "models/sam2/video_predictor.h"
+
+namespace iris::cli {
+namespace {
+
+namespace sam2 = models::sam2;
+
+struct BenchRow {
+  std::string model, size, device, precision, phase;
+  int64_t image_size = 0;
+  int threads = 0;
+  int64_t repeats = 0;
+  double median_ms = 0.0;
+  double peak_rss_mb = 0.0;
+};
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+struct Sam2BenchOptions {
+  std::vector<std::string> sizes{"tiny"};
+  std::string config;
+  std::string checkpoint;
+  std::vector<int64_t> image_sizes{512};
+  int64_t frames = 6;
+  int64_t repeats = 5;
+  std::string json;
+};
+
+// A clip with a bright square moving across a textured background, already normalised.
+at::Tensor synthetic_frames(int64_t t, int64_t s) {
+  torch::manual_seed(0);
+  auto frames = torch::rand({t, 3, s, s}) * 0.2 + 0.3;
+  for (int64_t i = 0; i < t; ++i) {
+    const int64_t x = s / 8 + i * s / (2 * std::max<int64_t>(t, 1));
+    frames[i].slice(1, s / 3, s / 3 + s / 4).slice(2, x, x + s / 4).fill_(0.9);
+  }
+  return (frames - 0.45) / 0.226;
+}
+
+std::vector<BenchRow> bench_sam2(const Sam2BenchOptions& o, const GlobalOptions& g) {
+  const auto device = resolve_device(g.device);
+  std::vector<BenchRow> rows;
+  const std::vector<std::string> sizes =
+      o.config.empty() ? o.sizes : std::vector<std::string>{"config"};
+  for (const auto& size : sizes) {
+    for (const int64_t image_size : o.image_sizes) {
+      auto options = o.config.empty() ? sam2::official_sam2_options(size)
+                                      : sam2::load_sam2_config(o.config);
+      options.image_size = image_size;
+      sam2::Sam2Model model(options);
+      if (!o.checkpoint.empty()) {
+        const auto file = io::read_checkpoint(o.checkpoint);
+        io::load_state_dict(*model, io::select_state_dict(file.root, "", o.checkpoint));
+      }
+      model->to(device);
+      model->eval();
+      const auto frames = synthetic_frames(o.frames, image_size).to(device);
+      BenchRow base;
+      base.model = "sam2.1";
+      base.size = size;
+      base.device = device.str();
+      base.precision = "fp32";
+      base.image_size = image_size;
+      base.threads = at::get_num_threads();
+
+      // Image encoder: one frame, one warm-up run, median over the repeats.
+      std::vector<double> enc;
+      {
+        c10::InferenceMode guard;
+        const auto img = frames.slice(0, 0, 1);
+        model->forward_image(img);
+        for (int64_t r = 0; r < o.repeats; ++r) {
+          const auto t0 = std::chrono::steady_clock::now();
+          auto out = model->forward_image(img);
+          if (device.is_cuda()) out.backbone_fpn.back().cpu();
+          enc.push_back(
+              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                  .count());
+        }
+      }
+      BenchRow row = base;
+      row.phase = "image_encoder";
+      row.repeats = o.repeats;
+      row.median_ms = median(enc);
+      row.peak_rss_mb = peak_rss_mb();
+      rows.push_back(row);
+
+      // Tracking: one object boxed on frame 0, propagated through the clip; the step time is
+      // everything but the image encoder (memory attention, heads, memory encoder).
+      sam2::Sam2VideoPredictor predictor(model);
+      predictor.init_state(frames, image_size, image_size);
+      const float q = static_cast<float>(image_size);
+      predictor.add_new_points_or_box(0, 1, std::nullopt, std::nullopt,
+                                      torch::tensor({q / 8, q / 3, q / 8 + q / 4, q / 3 + q / 4}));
+      predictor.propagate_in_video(nullptr);
+      auto steps = predictor.last_timing().tracking_ms;
+      if (steps.size() > 1) steps.erase(steps.begin());  // frame 0 is the prompted frame
+      row = base;
+      row.phase = "tracking_step";
+      row.repeats = static_cast<int64_t>(steps.size());
+      row.median_ms = median(steps);
+      row.peak_rss_mb = peak_rss_mb();
+      rows.push_back(row);
+      spdlog::info("sam2 {} @{}: image encoder {:.1f} ms, tracking step {:.1f} ms", size,
+                   image_size, rows[rows.size() - 2].median_ms, row.median_ms);
+    }
+  }
+  return rows;
+}
+
+void print_rows(const std::vector<BenchRow>& rows) {
+  std::cout << fmt::format("{:<8} {:<10} {:>6} {:<6} {:>7} {:<6} {:<14} {:>7} {:>11} {:>9}\n",
+                           "model", "size", "input", "device", "threads", "prec", "phase",
+                           "repeats", "median ms", "peak MB");
+  for (const auto& r : rows) {
+    std::cout << fmt::format("{:<8} {:<10} {:>6} {:<6} {:>7} {:<6} {:<14} {:>7} {:>11.2f} {:>9.0f}\n",
+                             r.model, r.size, r.image_size, r.device, r.threads, r.precision,
+                             r.phase, r.repeats, r.median_ms, r.peak_rss_mb);
+  }
+}
+
+void write_json(const std::string& path, const std::vector<BenchRow>& rows) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& r : rows) {
+    j.push_back({{"model", r.model},
+                 {"size", r.size},
+                 {"image_size", r.image_size},
+                 {"device", r.device},
+                 {"threads", r.threads},
+                 {"precision", r.precision},
+                 {"phase", r.phase},
+                 {"repeats", r.repeats},
+                 {"median_ms", r.median_ms},
+                 {"peak_rss_mb", r.peak_rss_mb}});
+  }
+  write_file_atomic(path, j.dump(2) + "\n");
+}
+
+}  // namespace
+
+std::function<int()> setup_bench(CLI::App& app, const GlobalOptions& globals) {
+  app.require_subcommand(1);
+  auto s = std::make_shared<Sam2BenchOptions>();
+  CLI::App* sam2_cmd = app.add_subcommand(
+      "sam2", "SAM2 image-encoder time and tracking-step time per frame (median over repeats)");
+  sam2_cmd->add_option("--size", s->sizes, "official sizes: tiny, small, base_plus, large")
+      ->capture_default_str();
+  sam2_cmd->add_option("--config", s->config, "an official-format config instead of --size");
+  sam2_cmd->add_option("--checkpoint", s->checkpoint, "weights (timings do not depend on them)");
+  sam2_cmd->add_option("--image-size", s->image_sizes, "input sizes (multiples of 32)")
+      ->capture_default_str();
+  sam2_cmd->add_option("--frames", s->frames, "frames tracked per measurement")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 1000));
+  sam2_cmd->add_option("--repeats", s->repeats, "image-encoder repeats after one warm-up")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  sam2_cmd->add_option("--json", s->json, "also write the rows as JSON");
+  const GlobalOptions* g = &globals;
+  return [s, sam2_cmd, g]() -> int {
+    if (sam2_cmd->parsed()) {
+      for (const auto size : s->image_sizes) {
+        if (size <= 0 || size % 32 != 0) {
+          throw UsageError(fmt::format("--image-size must be a positive multiple of 32, got {}", size));
+        }
+      }
+      const auto rows = bench_sam2(*s, *g);
+      print_rows(rows);
+      if (!s->json.empty()) write_json(s->json, rows);
+      return 0;
+    }
+    throw UsageError("bench: expected a benchmark: sam2");
+  };
+}
+
+}  // namespace iris::cli
