@@ -38,14 +38,15 @@ MaskDecoderImpl::MaskDecoderImpl(const MaskDecoderOptions& o) : options(o) {
     conv_s1 = register_module("conv_s1", torch::nn::Conv2d(dim, dim / 4, 1));
   }
 
-  output_hypernetworks_mlps_ = register_module("output_hypernetworks_mlps", torch::nn::ModuleList());
+  output_hypernetworks_mlps_ =
+      register_module("output_hypernetworks_mlps", torch::nn::ModuleList());
   for (int64_t i = 0; i < num_mask_tokens_; ++i) {
     output_hypernetworks_mlps_->push_back(Mlp(MlpOptions{dim, dim, dim / 8, 3}));
   }
-  iou_prediction_head_ = register_module(
-      "iou_prediction_head",
-      Mlp(MlpOptions{dim, o.iou_head_hidden_dim, num_mask_tokens_, o.iou_head_depth,
-                     Activation::kRelu, o.iou_prediction_use_sigmoid}));
+  iou_prediction_head_ =
+      register_module("iou_prediction_head",
+                      Mlp(MlpOptions{dim, o.iou_head_hidden_dim, num_mask_tokens_, o.iou_head_depth,
+                                     Activation::kRelu, o.iou_prediction_use_sigmoid}));
   if (o.pred_obj_scores) {
     if (o.pred_obj_scores_mlp) {
       obj_score_mlp_ = register_module("pred_obj_score_head", Mlp(MlpOptions{dim, dim, 1, 3}));
@@ -77,7 +78,7 @@ MaskDecoderImpl::Predictions MaskDecoderImpl::predict_masks(
   const int64_t b = src.size(0), c = src.size(1), h = src.size(2), w = src.size(3);
 
   auto [hs, keys] = transformer_(src, pos_src, tokens);
-  const auto iou_token_out = hs.select(1, s);                                     // [B, C]
+  const auto iou_token_out = hs.select(1, s);  // [B, C]
   const auto mask_tokens_out = hs.index({Slice(), Slice(s + 1, s + 1 + num_mask_tokens_)});
 
   src = keys.transpose(1, 2).reshape({b, c, h, w});
@@ -108,7 +109,8 @@ MaskDecoderImpl::Predictions MaskDecoderImpl::predict_masks(
   } else if (obj_score_linear_) {
     object_score_logits = obj_score_linear_(hs.select(1, 0));
   } else {
-    object_score_logits = torch::full({iou_pred.size(0), 1}, kObjectPresentLogit, iou_pred.options());
+    object_score_logits =
+        torch::full({iou_pred.size(0), 1}, kObjectPresentLogit, iou_pred.options());
   }
   return {masks, iou_pred, mask_tokens_out, object_score_logits};
 }
@@ -162,12 +164,12 @@ MaskDecoderOutput MaskDecoderImpl::forward(const at::Tensor& image_embeddings,
                   image_pe.sizes().slice(1) == image_embeddings.sizes().slice(1),
               "MaskDecoder: image_pe must be [1, ", c, ", ", h, ", ", w, "] (get_dense_pe), got ",
               image_pe.sizes());
-  TORCH_CHECK(dense_prompt_embeddings.dim() == 4 &&
-                  (dense_prompt_embeddings.size(0) == batch ||
-                   dense_prompt_embeddings.size(0) == 1) &&
-                  dense_prompt_embeddings.sizes().slice(1) == image_embeddings.sizes().slice(1),
-              "MaskDecoder: dense_prompt_embeddings must be [", batch, ", ", c, ", ", h, ", ", w,
-              "], got ", dense_prompt_embeddings.sizes());
+  TORCH_CHECK(
+      dense_prompt_embeddings.dim() == 4 &&
+          (dense_prompt_embeddings.size(0) == batch || dense_prompt_embeddings.size(0) == 1) &&
+          dense_prompt_embeddings.sizes().slice(1) == image_embeddings.sizes().slice(1),
+      "MaskDecoder: dense_prompt_embeddings must be [", batch, ", ", c, ", ", h, ", ", w, "], got ",
+      dense_prompt_embeddings.sizes());
   if (options.use_high_res_features) {
     TORCH_CHECK(high_res_features.size() == 2,
                 "MaskDecoder: use_high_res_features needs {feat_s0, feat_s1}, got ",

@@ -65,9 +65,9 @@ class MaskDecoderImpl : public torch::nn::Module {
 
  private:
   struct Predictions {
-    at::Tensor masks;             // [B, num_mask_tokens, 4h, 4w]
-    at::Tensor iou_pred;          // [B, num_mask_tokens]
-    at::Tensor mask_tokens_out;   // [B, num_mask_tokens, C]
+    at::Tensor masks;                // [B, num_mask_tokens, 4h, 4w]
+    at::Tensor iou_pred;             // [B, num_mask_tokens]
+    at::Tensor mask_tokens_out;      // [B, num_mask_tokens, C]
     at::Tensor object_score_logits;  // [B, 1]
   };
   Predictions predict_masks(const at::Tensor& image_embeddings, const at::Tensor& image_pe,

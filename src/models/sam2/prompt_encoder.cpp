@@ -18,8 +18,8 @@ PositionEmbeddingRandomImpl::PositionEmbeddingRandomImpl(int64_t num_pos_feats, 
   TORCH_CHECK(num_pos_feats > 0, "PositionEmbeddingRandom: num_pos_feats must be positive, got ",
               num_pos_feats);
   if (scale <= 0.0) scale = 1.0;
-  positional_encoding_gaussian_matrix = register_buffer(
-      "positional_encoding_gaussian_matrix", scale * torch::randn({2, num_pos_feats}));
+  positional_encoding_gaussian_matrix = register_buffer("positional_encoding_gaussian_matrix",
+                                                        scale * torch::randn({2, num_pos_feats}));
 }
 
 at::Tensor PositionEmbeddingRandomImpl::encode(const at::Tensor& unit_coords) {
@@ -45,8 +45,9 @@ at::Tensor PositionEmbeddingRandomImpl::forward_with_coords(const at::Tensor& co
                                                             std::array<int64_t, 2> image_size) {
   TORCH_CHECK(coords.dim() == 3 && coords.size(2) == 2,
               "PositionEmbeddingRandom: coords must be [B, N, 2], got ", coords.sizes());
-  const auto wh = torch::tensor({static_cast<double>(image_size[1]), static_cast<double>(image_size[0])},
-                                coords.options().dtype(torch::kFloat32));
+  const auto wh =
+      torch::tensor({static_cast<double>(image_size[1]), static_cast<double>(image_size[0])},
+                    coords.options().dtype(torch::kFloat32));
   return encode(coords.to(torch::kFloat32) / wh);
 }
 
@@ -67,11 +68,11 @@ PromptEncoderImpl::PromptEncoderImpl(const PromptEncoderOptions& o) : options(o)
   using torch::nn::Conv2dOptions;
   mask_downscaling_ = register_module(
       "mask_downscaling",
-      torch::nn::Sequential(
-          torch::nn::Conv2d(Conv2dOptions(1, hidden, 2).stride(2)), LayerNorm2d(hidden),
-          torch::nn::GELU(), torch::nn::Conv2d(Conv2dOptions(hidden, o.mask_in_chans, 2).stride(2)),
-          LayerNorm2d(o.mask_in_chans), torch::nn::GELU(),
-          torch::nn::Conv2d(Conv2dOptions(o.mask_in_chans, o.embed_dim, 1))));
+      torch::nn::Sequential(torch::nn::Conv2d(Conv2dOptions(1, hidden, 2).stride(2)),
+                            LayerNorm2d(hidden), torch::nn::GELU(),
+                            torch::nn::Conv2d(Conv2dOptions(hidden, o.mask_in_chans, 2).stride(2)),
+                            LayerNorm2d(o.mask_in_chans), torch::nn::GELU(),
+                            torch::nn::Conv2d(Conv2dOptions(o.mask_in_chans, o.embed_dim, 1))));
   no_mask_embed_ = register_module("no_mask_embed", torch::nn::Embedding(1, o.embed_dim));
 }
 
@@ -79,10 +80,9 @@ at::Tensor PromptEncoderImpl::get_dense_pe() {
   const auto& g = pe_layer_->positional_encoding_gaussian_matrix;
   if (!dense_pe_.defined() || dense_pe_source_ != g.data_ptr() ||
       dense_pe_version_ != g._version() || dense_pe_.device() != g.device()) {
-    dense_pe_ =
-        pe_layer_->forward(options.image_embedding_size[0], options.image_embedding_size[1])
-            .unsqueeze(0)
-            .contiguous();
+    dense_pe_ = pe_layer_->forward(options.image_embedding_size[0], options.image_embedding_size[1])
+                    .unsqueeze(0)
+                    .contiguous();
     dense_pe_source_ = g.data_ptr();
     dense_pe_version_ = g._version();
   }
@@ -94,8 +94,8 @@ at::Tensor PromptEncoderImpl::embed_points(at::Tensor coords, at::Tensor labels,
   if (pad) {
     // The padding point is appended after the shift: it sits at (0, 0).
     coords = torch::cat({coords, torch::zeros({coords.size(0), 1, 2}, coords.options())}, 1);
-    labels = torch::cat(
-        {labels, torch::full({labels.size(0), 1}, kPaddingLabel, labels.options())}, 1);
+    labels =
+        torch::cat({labels, torch::full({labels.size(0), 1}, kPaddingLabel, labels.options())}, 1);
   }
   auto embedding = pe_layer_->forward_with_coords(coords, options.input_image_size);
   const auto is = [&](int64_t label) { return (labels == label).unsqueeze(-1); };
@@ -133,10 +133,10 @@ PromptEmbeddings PromptEncoderImpl::forward(const std::optional<at::Tensor>& poi
   if (have_points) {
     TORCH_CHECK(point_coords->dim() == 3 && point_coords->size(2) == 2,
                 "PromptEncoder: point_coords must be [B, N, 2], got ", point_coords->sizes());
-    TORCH_CHECK(point_labels->dim() == 2 &&
-                    point_labels->sizes() == point_coords->sizes().slice(0, 2),
-                "PromptEncoder: point_labels must be [B, N] = ", point_coords->sizes().slice(0, 2),
-                ", got ", point_labels->sizes());
+    TORCH_CHECK(
+        point_labels->dim() == 2 && point_labels->sizes() == point_coords->sizes().slice(0, 2),
+        "PromptEncoder: point_labels must be [B, N] = ", point_coords->sizes().slice(0, 2),
+        ", got ", point_labels->sizes());
     batch = point_coords->size(0);
   }
   if (have_boxes) {

@@ -84,8 +84,8 @@ std::pair<at::Tensor, at::Tensor> TwoWayTransformerImpl::forward(
   auto queries = point_embedding;
   auto keys = image_embedding.flatten(2).permute({0, 2, 1});
   for (const auto& layer : *layers_) {
-    std::tie(queries, keys) =
-        layer->as<TwoWayAttentionBlockImpl>()->forward(queries, keys, point_embedding, image_pe_seq);
+    std::tie(queries, keys) = layer->as<TwoWayAttentionBlockImpl>()->forward(
+        queries, keys, point_embedding, image_pe_seq);
   }
   const auto q = queries + point_embedding;
   const auto k = keys + image_pe_seq;

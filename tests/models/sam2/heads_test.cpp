@@ -47,7 +47,10 @@ std::map<std::string, std::string> module_keys(const torch::nn::Module& module) 
   std::map<std::string, std::string> keys;
   auto add = [&](const std::string& name, const at::Tensor& t) {
     std::string shape;
-    for (const auto s : t.sizes()) shape += (shape.empty() ? "" : "x") + std::to_string(s);
+    for (const auto s : t.sizes()) {
+      if (!shape.empty()) shape += 'x';
+      shape += std::to_string(s);
+    }
     keys[name] = shape;
   };
   for (const auto& p : module.named_parameters()) add(p.key(), p.value());
@@ -112,15 +115,14 @@ TEST(Sam2Heads, OutputShapesAtSam21Size) {
     EXPECT_EQ(out.object_score_logits.sizes(), (std::vector<int64_t>{2, 1}));
   }
   // One image per prompt without repeat_image, one image to repeat with it, both high-res maps.
-  EXPECT_THROW(decoder->forward(image, encoder->get_dense_pe(), prompts.sparse, prompts.dense,
-                                true, /*repeat_image=*/false, high_res),
+  EXPECT_THROW(decoder->forward(image, encoder->get_dense_pe(), prompts.sparse, prompts.dense, true,
+                                /*repeat_image=*/false, high_res),
                c10::Error);
-  EXPECT_THROW(decoder->forward(image.repeat({2, 1, 1, 1}), encoder->get_dense_pe(),
-                                prompts.sparse, prompts.dense, true, /*repeat_image=*/true,
-                                high_res),
+  EXPECT_THROW(decoder->forward(image.repeat({2, 1, 1, 1}), encoder->get_dense_pe(), prompts.sparse,
+                                prompts.dense, true, /*repeat_image=*/true, high_res),
                c10::Error);
-  EXPECT_THROW(decoder->forward(image, encoder->get_dense_pe(), prompts.sparse, prompts.dense,
-                                true, /*repeat_image=*/true, {high_res[0]}),
+  EXPECT_THROW(decoder->forward(image, encoder->get_dense_pe(), prompts.sparse, prompts.dense, true,
+                                /*repeat_image=*/true, {high_res[0]}),
                c10::Error);
 }
 
@@ -184,10 +186,10 @@ const Reference& reference() {
   return ref;
 }
 
-#define IRIS_HEADS_REFERENCE(var)                                                         \
-  if (test::venv_python().empty())                                                        \
+#define IRIS_HEADS_REFERENCE(var)                                                           \
+  if (test::venv_python().empty())                                                          \
     GTEST_SKIP() << "needs .venv/bin/python (torch, sam2, safetensors) for reference data"; \
-  const Reference& var = reference();                                                     \
+  const Reference& var = reference();                                                       \
   ASSERT_TRUE(var.error.empty()) << var.error
 
 // max |got - want| / max |want|, per entry of the leading dim (entries can differ in scale).
@@ -290,8 +292,7 @@ TEST(Sam2Heads, MaskDecoderMatchesOfficial) {
     expect_close(out.masks, ref.at(p + "masks"), "masks");
     expect_close(out.iou_pred, ref.at(p + "iou_pred"), "iou_pred");
     expect_close(out.sam_tokens_out, ref.at(p + "sam_tokens_out"), "sam_tokens_out");
-    expect_close(out.object_score_logits, ref.at(p + "object_score_logits"),
-                 "object_score_logits");
+    expect_close(out.object_score_logits, ref.at(p + "object_score_logits"), "object_score_logits");
     ++count;
   }
   EXPECT_EQ(count, 8);
@@ -339,16 +340,15 @@ TEST(Sam2Heads, DecoderTrainsEndToEnd) {
   MaskDecoder decoder(small_decoder_options('a'));
   encoder->train();
   decoder->train();
-  const auto prompts = encoder->forward(torch::rand({2, 2, 2}) * 128,
-                                        torch::tensor({{1, 0}, {1, 1}}, torch::kInt32),
-                                        torch::tensor({{10.f, 20.f, 90.f, 100.f},
-                                                       {0.f, 0.f, 60.f, 50.f}}),
-                                        torch::randn({2, 1, 32, 32}));
+  const auto prompts =
+      encoder->forward(torch::rand({2, 2, 2}) * 128, torch::tensor({{1, 0}, {1, 1}}, torch::kInt32),
+                       torch::tensor({{10.f, 20.f, 90.f, 100.f}, {0.f, 0.f, 60.f, 50.f}}),
+                       torch::randn({2, 1, 32, 32}));
   const auto image = torch::randn({2, 32, 8, 8});
   const std::vector<at::Tensor> high_res{decoder->conv_s0(torch::randn({2, 32, 32, 32})),
                                          decoder->conv_s1(torch::randn({2, 32, 16, 16}))};
-  const auto multi = decoder->forward(image, encoder->get_dense_pe(), prompts.sparse,
-                                      prompts.dense, true, false, high_res);
+  const auto multi = decoder->forward(image, encoder->get_dense_pe(), prompts.sparse, prompts.dense,
+                                      true, false, high_res);
   const auto single = decoder->forward(image, encoder->get_dense_pe(), prompts.sparse,
                                        prompts.dense, false, false, high_res);
   const auto loss = multi.masks.square().mean() + multi.iou_pred.sum() +
