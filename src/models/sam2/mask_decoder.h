@@ -4,12 +4,18 @@
 #pragma once
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
+#include "models/sam2/common.h"
 #include "models/sam2/two_way_transformer.h"
 
 namespace iris::models::sam2 {
@@ -56,6 +62,36 @@ class MaskDecoderImpl : public torch::nn::Module {
   MaskDecoderOptions options;
   // 1x1 projections SAM2Base applies to the two highest-resolution FPN levels once per frame.
   torch::nn::Conv2d conv_s0{nullptr}, conv_s1{nullptr};
+
+ private:
+  struct Predictions {
+    at::Tensor masks;                // [B, num_mask_tokens, 4h, 4w]
+    at::Tensor iou_pred;             // [B, num_mask_tokens]
+    at::Tensor mask_tokens_out;      // [B, num_mask_tokens, C]
+    at::Tensor object_score_logits;  // [B, 1]
+  };
+  Predictions predict_masks(const at::Tensor& image_embeddings, const at::Tensor& image_pe,
+                            const at::Tensor& sparse_prompt_embeddings,
+                            const at::Tensor& dense_prompt_embeddings, bool repeat_image,
+                            const std::vector<at::Tensor>& high_res_features);
+  // Token 0's mask if stable under +-delta thresholds, else the best-IoU multimask output:
+  // ([B, num_mask_tokens, H, W], [B, num_mask_tokens]) -> ([B, 1, H, W], [B, 1]).
+  std::pair<at::Tensor, at::Tensor> dynamic_multimask_via_stability(const at::Tensor& masks,
+                                                                    const at::Tensor& iou_pred);
+  at::Tensor stability_scores(const at::Tensor& mask_logits) const;  // [B, M, H, W] -> [B, M]
+
+  int64_t num_mask_tokens_ = 0;
+  TwoWayTransformer transformer_{nullptr};
+  torch::nn::Embedding iou_token_{nullptr}, mask_tokens_{nullptr}, obj_score_token_{nullptr};
+  // ConvTranspose 2x2/2, LayerNorm2d, GELU, ConvTranspose 2x2/2, GELU: keys 0, 1, 3.
+  torch::nn::Sequential output_upscaling_{nullptr};
+  torch::nn::ConvTranspose2d upscale_conv1_{nullptr}, upscale_conv2_{nullptr};
+  LayerNorm2d upscale_norm_{nullptr};
+  torch::nn::ModuleList output_hypernetworks_mlps_{nullptr};  // Mlp x num_mask_tokens
+  Mlp iou_prediction_head_{nullptr};
+  // pred_obj_score_head is a Linear, or an Mlp with pred_obj_scores_mlp.
+  torch::nn::Linear obj_score_linear_{nullptr};
+  Mlp obj_score_mlp_{nullptr};
 };
 TORCH_MODULE(MaskDecoder);
 

@@ -3,6 +3,9 @@
 #pragma once
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/embedding.h>
 #include <torch/nn/pimpl.h>
 
 #include <array>
@@ -10,6 +13,23 @@
 #include <optional>
 
 namespace iris::models::sam2 {
+
+// Random-Fourier position encoding: a point c in [0, 1]^2 becomes
+// [sin(2π (2c - 1) G), cos(2π (2c - 1) G)] for a fixed Gaussian G [2, num_pos_feats].
+// Keys: positional_encoding_gaussian_matrix (a buffer).
+class PositionEmbeddingRandomImpl : public torch::nn::Module {
+ public:
+  explicit PositionEmbeddingRandomImpl(int64_t num_pos_feats = 64, double scale = 1.0);
+  // Encoding of the cell centres of an h x w grid: [2 * num_pos_feats, h, w].
+  at::Tensor forward(int64_t height, int64_t width);
+  // coords: [B, N, 2] xy in pixels of an image of `image_size` (h, w) -> [B, N, 2 * num_pos_feats]
+  at::Tensor forward_with_coords(const at::Tensor& coords, std::array<int64_t, 2> image_size);
+  // unit_coords: [..., 2] xy in [0, 1] -> [..., 2 * num_pos_feats]
+  at::Tensor encode(const at::Tensor& unit_coords);
+
+  at::Tensor positional_encoding_gaussian_matrix;  // [2, num_pos_feats]
+};
+TORCH_MODULE(PositionEmbeddingRandom);
 
 struct PromptEncoderOptions {
   int64_t embed_dim = 256;
@@ -41,6 +61,21 @@ class PromptEncoderImpl : public torch::nn::Module {
   at::Tensor get_dense_pe();
 
   PromptEncoderOptions options;
+
+ private:
+  // [B, N, 2], [B, N] -> [B, N (+1 with pad), embed_dim]
+  at::Tensor embed_points(at::Tensor coords, at::Tensor labels, bool pad);
+  at::Tensor embed_boxes(const at::Tensor& boxes);  // [B, 4] -> [B, 2, embed_dim]
+
+  PositionEmbeddingRandom pe_layer_{nullptr};
+  torch::nn::ModuleList point_embeddings_{nullptr};  // 4 x Embedding(1, embed_dim)
+  torch::nn::Embedding not_a_point_embed_{nullptr}, no_mask_embed_{nullptr};
+  // conv 2x2/2, LayerNorm2d, GELU, conv 2x2/2, LayerNorm2d, GELU, conv 1x1: keys 0, 1, 3, 4, 6.
+  torch::nn::Sequential mask_downscaling_{nullptr};
+  // get_dense_pe() is recomputed only when the Gaussian buffer changes (loads, device moves).
+  at::Tensor dense_pe_;
+  const void* dense_pe_source_ = nullptr;
+  int64_t dense_pe_version_ = -1;
 };
 TORCH_MODULE(PromptEncoder);
 

@@ -3,12 +3,45 @@
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
 #include <utility>
 
+#include "models/sam2/attention.h"
+#include "models/sam2/common.h"
+
 namespace iris::models::sam2 {
+
+struct TwoWayAttentionBlockOptions {
+  int64_t embedding_dim = 256;
+  int64_t num_heads = 8;
+  int64_t mlp_dim = 2048;
+  int64_t attention_downsample_rate = 2;
+  // The first block: token self-attention without position encoding and without residual.
+  bool skip_first_layer_pe = false;
+};
+
+// Token self-attention, token->image cross-attention, token MLP, image->token cross-attention,
+// each followed by a LayerNorm (eps 1e-5). Keys: self_attn, norm1, cross_attn_token_to_image,
+// norm2, mlp.layers.{0,1}, norm3, norm4, cross_attn_image_to_token.
+class TwoWayAttentionBlockImpl : public torch::nn::Module {
+ public:
+  explicit TwoWayAttentionBlockImpl(const TwoWayAttentionBlockOptions& options);
+  // queries, query_pe: [B, N, C]; keys, key_pe: [B, h·w, C] -> (queries, keys), same shapes
+  std::pair<at::Tensor, at::Tensor> forward(at::Tensor queries, at::Tensor keys,
+                                            const at::Tensor& query_pe, const at::Tensor& key_pe);
+
+  TwoWayAttentionBlockOptions options;
+
+ private:
+  Attention self_attn_{nullptr}, cross_attn_token_to_image_{nullptr},
+      cross_attn_image_to_token_{nullptr};
+  Mlp mlp_{nullptr};
+  torch::nn::LayerNorm norm1_{nullptr}, norm2_{nullptr}, norm3_{nullptr}, norm4_{nullptr};
+};
+TORCH_MODULE(TwoWayAttentionBlock);
 
 struct TwoWayTransformerOptions {
   int64_t depth = 2;
@@ -30,6 +63,11 @@ class TwoWayTransformerImpl : public torch::nn::Module {
                                             const at::Tensor& point_embedding);
 
   TwoWayTransformerOptions options;
+
+ private:
+  torch::nn::ModuleList layers_{nullptr};  // TwoWayAttentionBlock x depth
+  Attention final_attn_token_to_image_{nullptr};
+  torch::nn::LayerNorm norm_final_attn_{nullptr};
 };
 TORCH_MODULE(TwoWayTransformer);
 
