@@ -5,6 +5,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "models/sam2/fpn_neck.h"
@@ -36,5 +37,9 @@ class ImageEncoderImpl : public torch::nn::Module {
   FpnNeck neck{nullptr};
 };
 TORCH_MODULE(ImageEncoder);
+
+// The image encoder of the official SAM2.1 configs: size "tiny", "small", "base_plus" or "large"
+// (also "t", "s", "b+", "l"). Throws ConfigError for any other name.
+ImageEncoderOptions official_image_encoder_options(const std::string& size);
 
 }  // namespace iris::models::sam2
