@@ -1,4 +1,4 @@
-// SAM2 image encoder throughput (random weights; inference: no autograd, eval mode).
+// SAM2 image encoder latency (random weights, inference mode, eval mode).
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -12,10 +12,10 @@ using iris::models::sam2::official_image_encoder_options;
 
 // Args: input side. One encoder per size, built once per benchmark run.
 void image_encoder_bench(benchmark::State& state, const std::string& size) {
-  torch::NoGradGuard no_grad;
   torch::manual_seed(0);
   ImageEncoder encoder(official_image_encoder_options(size));
   encoder->eval();
+  c10::InferenceMode inference;
   const int64_t side = state.range(0);
   const auto image = torch::randn({1, 3, side, side});
   for (auto _ : state) {

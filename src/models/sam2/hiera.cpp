@@ -241,10 +241,14 @@ at::Tensor HieraImpl::pos_embed_for(int64_t h, int64_t w) {
   TORCH_CHECK(h % wh == 0 && w % ww == 0, "Hiera: the patch grid ", h, "x", w,
               " must be a multiple of the window embedding ", wh, "x", ww,
               " (input sides a multiple of ", 4 * wh, ")");
-  // A constant at inference: reuse it while the parameters are unchanged (copy_ bumps
-  // their version, .to() changes their storage).
-  const bool cacheable = !at::GradMode::is_enabled();
-  const std::array<int64_t, 2> versions{pos_embed._version(), pos_embed_window._version()};
+  // A constant at inference: reuse it while the parameters are unchanged (copy_ bumps their
+  // version, .to() changes their storage). Parameters created in InferenceMode have no version
+  // counter, so nothing is cached for them.
+  const bool cacheable =
+      !at::GradMode::is_enabled() && !pos_embed.is_inference() && !pos_embed_window.is_inference();
+  const std::array<int64_t, 2> versions =
+      cacheable ? std::array<int64_t, 2>{pos_embed._version(), pos_embed_window._version()}
+                : std::array<int64_t, 2>{-1, -1};
   const std::array<const void*, 2> data{pos_embed.data_ptr(), pos_embed_window.data_ptr()};
   if (cacheable && cached_pos_.defined() && cached_h_ == h && cached_w_ == w &&
       cached_versions_ == versions && cached_data_ == data &&

@@ -206,6 +206,21 @@ TEST(Sam2ImageEncoder, PositionEmbeddingCacheFollowsParameters) {
   EXPECT_TRUE(torch::allclose(after, before + 1.0, 1e-5, 1e-5));
 }
 
+TEST(Sam2ImageEncoder, RunsInInferenceMode) {
+  // Parameters created in InferenceMode carry no version counter: the position embedding must
+  // not be cached for them, and the result must equal the no-grad one.
+  torch::manual_seed(1);
+  Hiera plain(micro_options().trunk);
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({1, 3, 64, 64});
+  const auto want = plain->forward(x).back();
+  c10::InferenceMode inference;
+  torch::manual_seed(1);
+  Hiera created_inside(micro_options().trunk);
+  EXPECT_TRUE(torch::equal(created_inside->forward(x).back(), want));
+  EXPECT_TRUE(torch::equal(plain->forward(x).back(), want));
+}
+
 // --- 3. random weights against the official modules --------------------------------------------
 
 // The configurations of make_image_encoder_ref.py.
