@@ -16,8 +16,8 @@ constexpr int64_t kPtrTokens = 16 * 4;
 MemoryAttention sam21_memory_attention() {
   MemoryAttentionOptions o;
   o.layer.self_attention.attention = {.embedding_dim = 256, .num_heads = 1, .dropout = 0.1};
-  o.layer.cross_attention.attention = {.embedding_dim = 256, .num_heads = 1, .dropout = 0.1,
-                                       .kv_in_dim = 64};
+  o.layer.cross_attention.attention = {
+      .embedding_dim = 256, .num_heads = 1, .dropout = 0.1, .kv_in_dim = 64};
   o.layer.cross_attention.rope_k_repeat = true;
   return MemoryAttention(o);
 }

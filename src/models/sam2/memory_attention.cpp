@@ -32,8 +32,8 @@ const RoPEAttentionImpl::RopeTable& RoPEAttentionImpl::rope_table(int64_t query_
   // same angles.
   const int64_t dim = internal_dim / AttentionImpl::options.num_heads;
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
-  const auto exponents = torch::arange(0, dim, 4).slice(0, 0, dim / 4).to(torch::kFloat32) /
-                         static_cast<double>(dim);
+  const auto exponents =
+      torch::arange(0, dim, 4).slice(0, 0, dim / 4).to(torch::kFloat32) / static_cast<double>(dim);
   const auto freqs = torch::pow(options.rope_theta, exponents).reciprocal();  // [dim / 4]
   const int64_t w = rope_grid_[0];
   const int64_t h = rope_grid_[1];
@@ -41,8 +41,11 @@ const RoPEAttentionImpl::RopeTable& RoPEAttentionImpl::rope_table(int64_t query_
   const auto t_x = torch::remainder(t, static_cast<double>(w));
   const auto t_y = torch::floor_divide(t, static_cast<double>(w));
   const auto angles = torch::cat({torch::outer(t_x, freqs), torch::outer(t_y, freqs)}, 1);
-  table_.cos = angles.cos().to(device);
-  table_.sin = angles.sin().to(device);
+  // Each angle serves a channel pair, so both channels get its cos; the sin carries the sign of
+  // the complex product: (re, im) -> (re·cos - im·sin, im·cos + re·sin).
+  const auto sign = torch::tensor({-1.0f, 1.0f});
+  table_.cos = angles.cos().unsqueeze(-1).expand({-1, -1, 2}).flatten(1).to(device);
+  table_.sin = (angles.sin().unsqueeze(-1) * sign).flatten(1).to(device);
   table_grid_ = rope_grid_;
   table_device_ = device;
   return table_;
@@ -54,17 +57,12 @@ at::Tensor RoPEAttentionImpl::apply_rope(const at::Tensor& x, int64_t query_len)
               " positions");
   const auto& table = rope_table(query_len, x.device());
   const int64_t repeats = x.size(2) / query_len;
-  const int64_t pairs = x.size(3) / 2;
-  // Adjacent channels (2j, 2j+1) form the complex number rotated by angle j; viewing the
-  // sequence as [repeats, query_len] reuses the query table for every memory frame.
-  const auto xf = x.to(torch::kFloat32).reshape({x.size(0), x.size(1), repeats, query_len, pairs, 2});
-  const auto re = xf.select(-1, 0);
-  const auto im = xf.select(-1, 1);
-  const auto& c = table.cos;  // [query_len, pairs], broadcast over [B, heads, repeats]
-  const auto& s = table.sin;
-  return torch::stack({re * c - im * s, re * s + im * c}, -1)
-      .reshape(x.sizes())
-      .to(x.scalar_type());
+  const int64_t dim = x.size(3);
+  // Viewing the sequence as [repeats, query_len] reuses the query table for every memory frame.
+  const auto xf = x.to(torch::kFloat32).reshape({x.size(0), x.size(1), repeats, query_len, dim});
+  // (re, im) of each adjacent channel pair swapped to (im, re).
+  const auto swapped = xf.reshape({-1, dim / 2, 2}).flip({-1}).reshape(xf.sizes());
+  return torch::addcmul(xf * table.cos, swapped, table.sin).reshape(x.sizes()).to(x.scalar_type());
 }
 
 at::Tensor RoPEAttentionImpl::forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -87,8 +85,8 @@ at::Tensor RoPEAttentionImpl::forward(const at::Tensor& q, const at::Tensor& k, 
     TORCH_CHECK(num_k_rope % nq == 0, "RoPEAttention: ", num_k_rope,
                 " rotated keys are not a multiple of the ", nq, " queries");
   } else {
-    TORCH_CHECK(nk == nq && (num_k_rope == 0 || num_k_rope == nq), "RoPEAttention: ", nk,
-                " keys (", num_k_rope, " rotated) for ", nq, " queries need rope_k_repeat");
+    TORCH_CHECK(nk == nq && (num_k_rope == 0 || num_k_rope == nq), "RoPEAttention: ", nk, " keys (",
+                num_k_rope, " rotated) for ", nq, " queries need rope_k_repeat");
   }
 
   auto qh = apply_rope(separate_heads(q_proj(q)), nq);  // [B, heads, Nq, head_dim]
@@ -167,8 +165,8 @@ at::Tensor MemoryAttentionImpl::forward(const at::Tensor& curr, const at::Tensor
   TORCH_CHECK(memory.dim() == 3 && memory.size(1) == curr.size(1),
               "MemoryAttention: memory must be [Nk, ", curr.size(1), ", mem_dim], got ",
               memory.sizes());
-  TORCH_CHECK(!curr_pos.defined() || curr_pos.sizes() == curr.sizes(),
-              "MemoryAttention: curr_pos ", curr_pos.sizes(), " must match curr ", curr.sizes());
+  TORCH_CHECK(!curr_pos.defined() || curr_pos.sizes() == curr.sizes(), "MemoryAttention: curr_pos ",
+              curr_pos.sizes(), " must match curr ", curr.sizes());
   TORCH_CHECK(!memory_pos.defined() || memory_pos.sizes() == memory.sizes(),
               "MemoryAttention: memory_pos ", memory_pos.sizes(), " must match memory ",
               memory.sizes());

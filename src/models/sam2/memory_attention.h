@@ -22,7 +22,7 @@ namespace iris::models::sam2 {
 struct RoPEAttentionOptions {
   AttentionOptions attention;
   double rope_theta = 10000.0;
-  bool rope_k_repeat = false;           // repeat the query table along the keys (memories)
+  bool rope_k_repeat = false;                 // repeat the query table along the keys (memories)
   std::array<int64_t, 2> feat_sizes{64, 64};  // (w, h) of the query grid; recomputed if it differs
 };
 
@@ -45,7 +45,9 @@ class RoPEAttentionImpl : public AttentionImpl {
 
  private:
   struct RopeTable {
-    at::Tensor cos, sin;  // [w * h, head_dim / 2] float32: x frequencies, then y frequencies
+    // [w * h, head_dim] float32, one value per channel: pairs of the x frequencies, then of
+    // the y frequencies; `sin` is negated on the first channel of each pair.
+    at::Tensor cos, sin;
   };
   const RopeTable& rope_table(int64_t query_len, const c10::Device& device);
 

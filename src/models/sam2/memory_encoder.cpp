@@ -1,6 +1,5 @@
 #include "models/sam2/memory_encoder.h"
 
-
 namespace iris::models::sam2 {
 
 MaskDownSamplerImpl::MaskDownSamplerImpl(const MaskDownSamplerOptions& o) : options(o) {
@@ -22,9 +21,10 @@ MaskDownSamplerImpl::MaskDownSamplerImpl(const MaskDownSamplerOptions& o) : opti
   int64_t out_chans = 1;
   for (int64_t i = 0; i < num_layers; ++i) {
     out_chans = in_chans * o.stride * o.stride;
-    encoder->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(in_chans, out_chans, o.kernel_size)
-                                             .stride(o.stride)
-                                             .padding(o.padding)));
+    encoder->push_back(
+        torch::nn::Conv2d(torch::nn::Conv2dOptions(in_chans, out_chans, o.kernel_size)
+                              .stride(o.stride)
+                              .padding(o.padding)));
     encoder->push_back(LayerNorm2d(out_chans, 1e-6));
     // Registered as a module so that the Sequential indices equal the official ones.
     encoder->push_back(torch::nn::GELU());
@@ -41,10 +41,10 @@ at::Tensor MaskDownSamplerImpl::forward(const at::Tensor& x) {
 }
 
 CXBlockImpl::CXBlockImpl(const CXBlockOptions& o) : options(o) {
-  dwconv = register_module(
-      "dwconv", torch::nn::Conv2d(torch::nn::Conv2dOptions(o.dim, o.dim, o.kernel_size)
-                                      .padding(o.padding)
-                                      .groups(o.use_dwconv ? o.dim : 1)));
+  dwconv = register_module("dwconv",
+                           torch::nn::Conv2d(torch::nn::Conv2dOptions(o.dim, o.dim, o.kernel_size)
+                                                 .padding(o.padding)
+                                                 .groups(o.use_dwconv ? o.dim : 1)));
   norm = register_module("norm", LayerNorm2d(o.dim, 1e-6));
   pwconv1 = register_module("pwconv1", torch::nn::Linear(o.dim, 4 * o.dim));
   pwconv2 = register_module("pwconv2", torch::nn::Linear(4 * o.dim, o.dim));
@@ -90,10 +90,11 @@ MemoryEncoderImpl::MemoryEncoderImpl(const MemoryEncoderOptions& o) : options(o)
   pix_feat_proj = register_module(
       "pix_feat_proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(o.in_dim, o.in_dim, 1)));
   fuser = register_module("fuser", Fuser(o.fuser));
-  position_encoding = register_module("position_encoding", PositionEmbeddingSine(o.position_encoding));
+  position_encoding =
+      register_module("position_encoding", PositionEmbeddingSine(o.position_encoding));
   if (o.out_dim != o.in_dim) {
-    out_proj = register_module(
-        "out_proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(o.in_dim, o.out_dim, 1)));
+    out_proj = register_module("out_proj",
+                               torch::nn::Conv2d(torch::nn::Conv2dOptions(o.in_dim, o.out_dim, 1)));
   }
 }
 
@@ -103,7 +104,8 @@ MemoryEncoderOutput MemoryEncoderImpl::forward(const at::Tensor& pix_feat, const
               "MemoryEncoder: pix_feat must be [B, ", options.in_dim, ", h, w], got ",
               pix_feat.sizes());
   TORCH_CHECK(masks.dim() == 4 && masks.size(0) == pix_feat.size(0) && masks.size(1) == 1,
-              "MemoryEncoder: masks must be [", pix_feat.size(0), ", 1, H, W], got ", masks.sizes());
+              "MemoryEncoder: masks must be [", pix_feat.size(0), ", 1, H, W], got ",
+              masks.sizes());
   // Sigmoid brings logits closer to the binary ground-truth masks seen in training.
   const auto mask_feat = mask_downsampler(skip_mask_sigmoid ? masks : torch::sigmoid(masks));
   TORCH_CHECK(mask_feat.size(2) == pix_feat.size(2) && mask_feat.size(3) == pix_feat.size(3),

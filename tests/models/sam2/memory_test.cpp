@@ -17,14 +17,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path sam2_fixtures() { return fs::path(IRIS_SOURCE_DIR) / ".." / "shared" / "fixtures" / "sam2"; }
+fs::path sam2_fixtures() {
+  return fs::path(IRIS_SOURCE_DIR) / ".." / "shared" / "fixtures" / "sam2";
+}
 
 // The settings of sam2.1_hiera_*.yaml (the same for every size).
 MemoryEncoderOptions sam21_encoder_options() {
   MemoryEncoderOptions o;
   o.out_dim = 64;
-  o.mask_downsampler = {.embed_dim = 256, .kernel_size = 3, .stride = 2, .padding = 1,
-                        .total_stride = 16};
+  o.mask_downsampler = {
+      .embed_dim = 256, .kernel_size = 3, .stride = 2, .padding = 1, .total_stride = 16};
   o.fuser.layer = {.dim = 256, .kernel_size = 7, .padding = 3, .layer_scale_init_value = 1e-6};
   o.fuser.num_layers = 2;
   o.position_encoding = {.num_pos_feats = 64};
@@ -41,8 +43,8 @@ MemoryAttentionOptions sam21_attention_options() {
   l.dim_feedforward = 2048;
   l.dropout = 0.1;
   l.self_attention.attention = {.embedding_dim = 256, .num_heads = 1, .dropout = 0.1};
-  l.cross_attention.attention = {.embedding_dim = 256, .num_heads = 1, .dropout = 0.1,
-                                 .kv_in_dim = 64};
+  l.cross_attention.attention = {
+      .embedding_dim = 256, .num_heads = 1, .dropout = 0.1, .kv_in_dim = 64};
   l.cross_attention.rope_k_repeat = true;
   return o;
 }
@@ -132,7 +134,8 @@ TEST(Sam2Memory, EncoderMatchesOfficial) {
   for (const auto& [tag, out_dim, proj] : {std::tuple{"a", 16, false}, std::tuple{"b", 32, true}}) {
     SCOPED_TRACE(tag);
     auto encoder = small_encoder(out_dim, proj);
-    const auto weights = io::read_safetensors(dir / ("encoder_" + std::string(tag) + ".safetensors"));
+    const auto weights =
+        io::read_safetensors(dir / ("encoder_" + std::string(tag) + ".safetensors"));
     io::load_state_dict(*encoder, weights.tensors);
     EXPECT_EQ(static_cast<bool>(encoder->out_proj), !proj);
     EXPECT_EQ(static_cast<bool>(encoder->fuser->proj), proj);
@@ -178,8 +181,9 @@ TEST(Sam2Memory, AttentionMatchesOfficial) {
     const auto& curr = *io.find(tag + "_curr");
     const int64_t num_ptr_tokens = io.find(tag + "_num_ptr_tokens")->item<int64_t>();
     EXPECT_EQ(num_ptr_tokens, tag == "noptr" ? 0 : 4);  // 2 pointers x (32 / 16) tokens
-    const auto out = attention->forward(curr, *io.find(tag + "_memory"), *io.find(tag + "_curr_pos"),
-                                        *io.find(tag + "_memory_pos"), num_ptr_tokens);
+    const auto out =
+        attention->forward(curr, *io.find(tag + "_memory"), *io.find(tag + "_curr_pos"),
+                           *io.find(tag + "_memory_pos"), num_ptr_tokens);
     ASSERT_EQ(out.sizes(), curr.sizes());
     EXPECT_LE(relative_error(out, *io.find(tag + "_out")), 1e-5);
   }
@@ -209,9 +213,9 @@ TEST(Sam2Memory, RopeRotatesAdjacentPairsByGridAngles) {
   const auto k = rope->apply_rope(torch::cat({x, x}, 2), 6);
   EXPECT_TRUE(torch::allclose(k.slice(2, 6), y));
   // 5 queries are neither feat_sizes nor a square grid.
-  EXPECT_THROW(rope->forward(torch::randn({1, 5, 8}), torch::randn({1, 5, 8}),
-                             torch::randn({1, 5, 8})),
-               c10::Error);
+  EXPECT_THROW(
+      rope->forward(torch::randn({1, 5, 8}), torch::randn({1, 5, 8}), torch::randn({1, 5, 8})),
+      c10::Error);
 }
 
 TEST(Sam2Memory, BoundaryChecks) {
@@ -227,9 +231,9 @@ TEST(Sam2Memory, BoundaryChecks) {
   o.attention = {.embedding_dim = 8, .num_heads = 1};
   o.feat_sizes = {2, 2};
   RoPEAttention rope(o);
-  EXPECT_THROW(rope->forward(torch::randn({1, 4, 8}), torch::randn({1, 8, 8}),
-                             torch::randn({1, 8, 8})),
-               c10::Error);
+  EXPECT_THROW(
+      rope->forward(torch::randn({1, 4, 8}), torch::randn({1, 8, 8}), torch::randn({1, 8, 8})),
+      c10::Error);
   EXPECT_THROW(rope->forward(torch::randn({1, 4, 8}), torch::randn({1, 6, 8}),
                              torch::randn({1, 6, 8}), /*num_k_exclude_rope=*/2),
                c10::Error);
