@@ -92,12 +92,12 @@ Scene make_scene(const SyntheticVideoOptions& o, int64_t video) {
     ins.swing_phase = rng.uniform(0, 2 * kPi);
     ins.slide = rng.uniform(0.03, 0.08) * w;
     ins.slide_speed = rng.uniform(0.15, 0.35);
-    ins.width = m * rng.uniform(0.06, 0.085);
-    ins.depth = ins.radius * rng.uniform(0.55, 0.85);
+    ins.width = m * rng.uniform(0.07, 0.095);
+    ins.depth = ins.radius * rng.uniform(0.75, 1.0);
     ins.depth_speed = rng.uniform(0.15, 0.35);
     ins.depth_phase = rng.uniform(0, 2 * kPi);
     ins.jaw_open = rng.uniform(0.3, 0.7);
-    ins.jaw_speed = rng.uniform(0.3, 0.8);
+    ins.jaw_speed = rng.uniform(0.15, 0.4);
     // The second instrument enters during the clip, the third leaves; the others stay.
     ins.t_in = i == 1 ? 0.3 * frames : -1e9;
     ins.t_out = i == 2 ? 0.7 * frames : 1e9;
@@ -220,10 +220,10 @@ SyntheticFrame render_synthetic_frame(const SyntheticVideoOptions& o, int64_t vi
     scene = scene + (255 - scene) * (flicker * g).unsqueeze(2);
   }
 
-  // Instruments, later ones on top; motion blur averages three instants around t.
+  // Instruments, later ones on top; motion blur averages five instants around t.
   const double cx = w / 2;
   const double cy = h / 2;
-  const std::array<double, 3> instants{tf - 0.35, tf, tf + 0.35};
+  const std::array<double, 5> instants{tf - 0.3, tf - 0.15, tf, tf + 0.15, tf + 0.3};
   auto image = at::zeros({o.height, o.width, 3}, fopt);
   auto instance = at::zeros({o.height, o.width}, at::kLong);
   for (const double ti : instants) {
