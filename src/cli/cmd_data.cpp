@@ -21,7 +21,8 @@ std::function<int()> setup_data(CLI::App& app, const GlobalOptions& globals) {
     bool json = false;
   };
   auto options = std::make_shared<Options>();
-  CLI::App* inspect = app.add_subcommand("inspect", "detect a dataset layout and list classes and problems");
+  CLI::App* inspect =
+      app.add_subcommand("inspect", "detect a dataset layout and list classes and problems");
   inspect->add_option("PATH", options->path, "a dataset folder or a volume file")->required();
   inspect->add_flag("--all", options->all, "list every class");
   inspect->add_flag("--json", options->json, "print JSON instead of text");
@@ -31,8 +32,9 @@ std::function<int()> setup_data(CLI::App& app, const GlobalOptions& globals) {
     std::string in, out, to;
   };
   auto convert_options = std::make_shared<ConvertOptions>();
-  CLI::App* convert = app.add_subcommand("convert", "convert a surgical video dataset (native "
-                                                    "layouts <-> COCO-video JSON)");
+  CLI::App* convert = app.add_subcommand("convert",
+                                         "convert a surgical video dataset (native "
+                                         "layouts <-> COCO-video JSON)");
   convert->add_option("IN", convert_options->in, "dataset folder or COCO JSON")->required();
   convert->add_option("OUT", convert_options->out, "output folder")->required();
   convert->add_option("--to", convert_options->to, "coco | cholecseg8k | endovis18")->required();
@@ -46,10 +48,14 @@ std::function<int()> setup_data(CLI::App& app, const GlobalOptions& globals) {
   CLI::App* synth = app.add_subcommand("synth", "write synthetic data (surgical-video)");
   synth->add_option("KIND", synth_options->kind, "surgical-video")->required();
   synth->add_option("--out", synth_options->out, "output folder")->required();
-  synth->add_option("--videos", synth_options->video.videos, "number of clips")->capture_default_str();
-  synth->add_option("--frames", synth_options->video.frames, "frames per clip")->capture_default_str();
-  synth->add_option("--seed", synth_options->video.seed, "seed (same seed, same pixels)")->capture_default_str();
-  synth->add_option("--instruments", synth_options->video.instruments, "instruments per clip (1..4)")
+  synth->add_option("--videos", synth_options->video.videos, "number of clips")
+      ->capture_default_str();
+  synth->add_option("--frames", synth_options->video.frames, "frames per clip")
+      ->capture_default_str();
+  synth->add_option("--seed", synth_options->video.seed, "seed (same seed, same pixels)")
+      ->capture_default_str();
+  synth
+      ->add_option("--instruments", synth_options->video.instruments, "instruments per clip (1..4)")
       ->capture_default_str();
   synth->add_option("--layout", synth_options->layout, "cholecseg8k | endovis17 | endovis18 | coco")
       ->capture_default_str();
@@ -59,7 +65,8 @@ std::function<int()> setup_data(CLI::App& app, const GlobalOptions& globals) {
     if (convert->parsed()) {
       const auto to = parse_video_layout(convert_options->to);
       const int64_t n = convert_video_dataset(convert_options->in, convert_options->out, to);
-      std::cout << n << " frames written to " << convert_options->out << " (" << layout_name(to) << ")\n";
+      std::cout << n << " frames written to " << convert_options->out << " (" << layout_name(to)
+                << ")\n";
       return 0;
     }
     if (synth->parsed()) {
@@ -69,7 +76,8 @@ std::function<int()> setup_data(CLI::App& app, const GlobalOptions& globals) {
       }
       char x = 0;
       std::istringstream size(o.size);
-      if (!(size >> o.video.width >> x >> o.video.height) || (x != 'x' && x != 'X') || !size.eof()) {
+      if (!(size >> o.video.width >> x >> o.video.height) || (x != 'x' && x != 'X') ||
+          !size.eof()) {
         throw UsageError("--size: expected WxH such as 320x256, got '" + o.size + "'");
       }
       o.video.layout = parse_video_layout(o.layout);

@@ -31,7 +31,9 @@ class Rng {
   uint64_t state_;
 };
 
-uint64_t mix(uint64_t a, uint64_t b) { return Rng(a * 0x100000001B3ULL ^ (b + 0x51ED27ULL)).next(); }
+uint64_t mix(uint64_t a, uint64_t b) {
+  return Rng(a * 0x100000001B3ULL ^ (b + 0x51ED27ULL)).next();
+}
 
 struct Wave {
   double fx, fy, phase, amplitude;
@@ -74,10 +76,10 @@ Scene make_scene(const SyntheticVideoOptions& o, int64_t video) {
                        rng.uniform(0.3, 1.0) / (1.0 + 0.15 * k)});
   }
   s.a = {w * rng.uniform(0.25, 0.45), h * rng.uniform(0.3, 0.6), m * rng.uniform(0.22, 0.32),
-         rng.uniform(0, 2 * kPi), rng.uniform(0, 2 * kPi), rng.uniform(0.05, 0.2),
+         rng.uniform(0, 2 * kPi),     rng.uniform(0, 2 * kPi),   rng.uniform(0.05, 0.2),
          rng.uniform(0.03, 0.12)};
   s.b = {w * rng.uniform(0.55, 0.75), h * rng.uniform(0.35, 0.65), m * rng.uniform(0.12, 0.2),
-         rng.uniform(0, 2 * kPi), rng.uniform(0, 2 * kPi), rng.uniform(0.05, 0.2),
+         rng.uniform(0, 2 * kPi),     rng.uniform(0, 2 * kPi),     rng.uniform(0.05, 0.2),
          rng.uniform(0.03, 0.12)};
   const auto frames = static_cast<double>(std::max<int64_t>(o.frames, 1));
   const int64_t n = std::clamp<int64_t>(o.instruments, 1, 4);
@@ -85,7 +87,8 @@ Scene make_scene(const SyntheticVideoOptions& o, int64_t video) {
     Instrument ins;
     ins.type = static_cast<int64_t>(rng.next() % 3);
     // Spread the entry points around the field so instruments cross and occlude each other.
-    ins.entry_angle = 2 * kPi * (static_cast<double>(i) / static_cast<double>(n)) + rng.uniform(-0.5, 0.5) + 0.6;
+    ins.entry_angle =
+        2 * kPi * (static_cast<double>(i) / static_cast<double>(n)) + rng.uniform(-0.5, 0.5) + 0.6;
     ins.radius = 0.5 * std::hypot(w, h) + 0.05 * m;
     ins.swing = rng.uniform(0.15, 0.35);
     ins.swing_speed = rng.uniform(0.2, 0.45);
@@ -106,8 +109,8 @@ Scene make_scene(const SyntheticVideoOptions& o, int64_t video) {
   }
   const int spots = 6 + static_cast<int>(rng.next() % 6);
   for (int k = 0; k < spots; ++k) {
-    s.spots.push_back({w * rng.uniform(0.1, 0.9), h * rng.uniform(0.1, 0.9), m * rng.uniform(0.006, 0.015),
-                       rng.uniform(0, 2 * kPi)});
+    s.spots.push_back({w * rng.uniform(0.1, 0.9), h * rng.uniform(0.1, 0.9),
+                       m * rng.uniform(0.006, 0.015), rng.uniform(0, 2 * kPi)});
   }
   s.drift_x = m * rng.uniform(0.01, 0.03);
   s.drift_y = m * rng.uniform(0.01, 0.03);
@@ -119,15 +122,16 @@ at::Tensor blob_mask(const Blob& b, const at::Tensor& x, const at::Tensor& y) {
   const auto dx = x - b.cx;
   const auto dy = y - b.cy;
   const auto theta = at::atan2(dy, dx);
-  const auto r = b.radius * (1 + b.a2 * at::sin(2 * theta + b.p2) + b.a3 * at::sin(3 * theta + b.p3));
+  const auto r =
+      b.radius * (1 + b.a2 * at::sin(2 * theta + b.p2) + b.a3 * at::sin(3 * theta + b.p3));
   return (dx * dx + dy * dy).sqrt() < r;
 }
 
 struct InstrumentPose {
   bool present = false;
-  at::Tensor part;     // [H, W] uint8: 0 none, kPartShaft, kPartWrist, kPartJaws
-  at::Tensor shade;    // [H, W] float brightness factor
-  at::Tensor glint;    // [H, W] float specular streak 0..1
+  at::Tensor part;   // [H, W] uint8: 0 none, kPartShaft, kPartWrist, kPartJaws
+  at::Tensor shade;  // [H, W] float brightness factor
+  at::Tensor glint;  // [H, W] float specular streak 0..1
 };
 
 InstrumentPose pose_instrument(const Instrument& ins, double t, double cx, double cy,
@@ -141,7 +145,8 @@ InstrumentPose pose_instrument(const Instrument& ins, double t, double cx, doubl
                     ins.slide * std::sin(ins.slide_speed * t) * std::sin(ins.entry_angle);
   const double ey = cy + ins.radius * std::sin(ins.entry_angle) +
                     ins.slide * std::sin(ins.slide_speed * t) * std::cos(ins.entry_angle);
-  const double theta = ins.entry_angle + kPi + ins.swing * std::sin(ins.swing_speed * t + ins.swing_phase);
+  const double theta =
+      ins.entry_angle + kPi + ins.swing * std::sin(ins.swing_speed * t + ins.swing_phase);
   const double ux = std::cos(theta);
   const double uy = std::sin(theta);
   const double w = ins.width;
@@ -178,7 +183,8 @@ InstrumentPose pose_instrument(const Instrument& ins, double t, double cx, doubl
 }
 
 at::Tensor rgb(double r, double g, double b) {
-  return at::tensor(std::vector<float>{static_cast<float>(r), static_cast<float>(g), static_cast<float>(b)})
+  return at::tensor(std::vector<float>{static_cast<float>(r), static_cast<float>(g),
+                                       static_cast<float>(b)})
       .view({1, 1, 3});
 }
 
@@ -215,7 +221,8 @@ SyntheticFrame render_synthetic_frame(const SyntheticVideoOptions& o, int64_t vi
   scene = at::where(in_b.unsqueeze(2), rgb(150, 158, 88) + texture * rgb(20, 22, 12), scene);
   // Wet tissue: small specular spots that flicker.
   for (const auto& spot : s.spots) {
-    const auto g = at::exp(-((wx - spot.x).pow(2) + (wy - spot.y).pow(2)) / (2 * spot.radius * spot.radius));
+    const auto g =
+        at::exp(-((wx - spot.x).pow(2) + (wy - spot.y).pow(2)) / (2 * spot.radius * spot.radius));
     const double flicker = 0.6 + 0.4 * std::sin(0.9 * tf + spot.phase);
     scene = scene + (255 - scene) * (flicker * g).unsqueeze(2);
   }
@@ -271,7 +278,8 @@ SyntheticFrame render_synthetic_frame(const SyntheticVideoOptions& o, int64_t vi
 }
 
 int64_t write_synthetic_videos(const SyntheticVideoOptions& o, const fs::path& out) {
-  if (o.videos < 1 || o.frames < 1) throw InputError("synth needs at least one video and one frame");
+  if (o.videos < 1 || o.frames < 1)
+    throw InputError("synth needs at least one video and one frame");
   if (o.width < 16 || o.height < 16 || o.width > 8192 || o.height > 8192) {
     throw InputError(fmt::format("synth size {}x{} is outside 16..8192", o.width, o.height));
   }
@@ -281,9 +289,15 @@ int64_t write_synthetic_videos(const SyntheticVideoOptions& o, const fs::path& o
   static constexpr const char* kSides[] = {"Left", "Right", "Third", "Fourth"};
   std::vector<VideoClass> classes;
   switch (o.layout) {
-    case VideoLayout::kCholecSeg8k: classes = cholecseg8k_classes(); break;
-    case VideoLayout::kEndoVis17: classes = endovis17_classes(); break;
-    case VideoLayout::kEndoVis18: classes = endovis18_classes(); break;
+    case VideoLayout::kCholecSeg8k:
+      classes = cholecseg8k_classes();
+      break;
+    case VideoLayout::kEndoVis17:
+      classes = endovis17_classes();
+      break;
+    case VideoLayout::kEndoVis18:
+      classes = endovis18_classes();
+      break;
     case VideoLayout::kCocoVideo:
       // Category 0 is a real class, as in the fine-tuning tools' EndoVis files.
       classes = {{0, "Grasper", -1, {170, 255, 0}, false},
@@ -297,10 +311,18 @@ int64_t write_synthetic_videos(const SyntheticVideoOptions& o, const fs::path& o
   for (int64_t v = 0; v < o.videos; ++v) {
     std::string id;
     switch (o.layout) {
-      case VideoLayout::kCholecSeg8k: id = fmt::format("video{:02d}_00000", v + 1); break;
-      case VideoLayout::kEndoVis17: id = fmt::format("instrument_dataset_{}", v + 1); break;
-      case VideoLayout::kEndoVis18: id = fmt::format("seq_{}", v + 1); break;
-      case VideoLayout::kCocoVideo: id = fmt::format("video_{}", v + 1); break;
+      case VideoLayout::kCholecSeg8k:
+        id = fmt::format("video{:02d}_00000", v + 1);
+        break;
+      case VideoLayout::kEndoVis17:
+        id = fmt::format("instrument_dataset_{}", v + 1);
+        break;
+      case VideoLayout::kEndoVis18:
+        id = fmt::format("seq_{}", v + 1);
+        break;
+      case VideoLayout::kCocoVideo:
+        id = fmt::format("video_{}", v + 1);
+        break;
     }
     for (int64_t t = 0; t < o.frames; ++t) {
       const SyntheticFrame f = render_synthetic_frame(o, v, t);
@@ -310,7 +332,8 @@ int64_t write_synthetic_videos(const SyntheticVideoOptions& o, const fs::path& o
       const auto instrument_class = [&](const std::array<int64_t, 3>& by_type) {
         auto per_type = at::full(f.instance.sizes(), int64_t{-1}, at::kLong);
         for (std::size_t k = 0; k < f.instrument_types.size(); ++k) {
-          per_type.masked_fill_(f.instance == static_cast<int64_t>(k + 1), by_type[f.instrument_types[k]]);
+          per_type.masked_fill_(f.instance == static_cast<int64_t>(k + 1),
+                                by_type[f.instrument_types[k]]);
         }
         return per_type;
       };
@@ -342,8 +365,8 @@ int64_t write_synthetic_videos(const SyntheticVideoOptions& o, const fs::path& o
             mask.masked_fill_(mine & (p == kPartWrist), 20);
             mask.masked_fill_(mine & (p == kPartJaws), 30);
             const char* type = kE17Types[f.instrument_types[k]];
-            objects.push_back({*endovis17_instrument_class(type),
-                               fmt::format("{}_{}", kSides[k], type), mask});
+            objects.push_back(
+                {*endovis17_instrument_class(type), fmt::format("{}_{}", kSides[k], type), mask});
           }
           break;
         }
@@ -351,12 +374,15 @@ int64_t write_synthetic_videos(const SyntheticVideoOptions& o, const fs::path& o
           for (std::size_t k = 0; k < f.instrument_types.size(); ++k) {
             const auto mine = f.instance == static_cast<int64_t>(k + 1);
             if (mine.any().item<bool>()) {
-              objects.push_back({f.instrument_types[k], classes[f.instrument_types[k]].name, mine.to(at::kByte)});
+              objects.push_back(
+                  {f.instrument_types[k], classes[f.instrument_types[k]].name, mine.to(at::kByte)});
             }
           }
-          for (const auto& [part, value] : {std::pair{kPartAnatomyA, 3}, std::pair{kPartAnatomyB, 4}}) {
+          for (const auto& [part, value] :
+               {std::pair{kPartAnatomyA, 3}, std::pair{kPartAnatomyB, 4}}) {
             const auto m = p == part;
-            if (m.any().item<bool>()) objects.push_back({value, classes[value].name, m.to(at::kByte)});
+            if (m.any().item<bool>())
+              objects.push_back({value, classes[value].name, m.to(at::kByte)});
           }
           break;
         }

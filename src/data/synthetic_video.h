@@ -39,14 +39,17 @@ struct SyntheticFrame {
   at::Tensor image;     // [H, W, 3] uint8 RGB
   at::Tensor parts;     // [H, W] uint8 SyntheticPart
   at::Tensor instance;  // [H, W] int64: 0 none, k = instrument k (1-based) on top at that pixel
-  std::vector<int64_t> instrument_types;  // per instrument k-1: 0 grasper, 1 hook/scissors, 2 needle driver
+  std::vector<int64_t>
+      instrument_types;  // per instrument k-1: 0 grasper, 1 hook/scissors, 2 needle driver
 };
 
 // Renders frame `t` of video `video`; the same options, video and t give the same pixels.
-SyntheticFrame render_synthetic_frame(const SyntheticVideoOptions& options, int64_t video, int64_t t);
+SyntheticFrame render_synthetic_frame(const SyntheticVideoOptions& options, int64_t video,
+                                      int64_t t);
 
 // Writes options.videos clips of options.frames frames into `out` in options.layout; returns the
 // number of frames written.
-int64_t write_synthetic_videos(const SyntheticVideoOptions& options, const std::filesystem::path& out);
+int64_t write_synthetic_videos(const SyntheticVideoOptions& options,
+                               const std::filesystem::path& out);
 
 }  // namespace iris

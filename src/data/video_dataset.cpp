@@ -27,21 +27,31 @@ struct CholecRow {
   std::array<uint8_t, 3> color;
 };
 constexpr CholecRow kCholec[] = {
-    {"Black Background", 50, {127, 127, 127}},   {"Abdominal Wall", 11, {210, 140, 140}},
-    {"Liver", 21, {255, 114, 114}},              {"Gastrointestinal Tract", 13, {231, 70, 156}},
-    {"Fat", 12, {186, 183, 75}},                 {"Grasper", 31, {170, 255, 0}},
-    {"Connective Tissue", 23, {255, 85, 0}},     {"Blood", 24, {255, 0, 0}},
-    {"Cystic Duct", 25, {255, 255, 0}},          {"L-hook Electrocautery", 32, {169, 255, 184}},
-    {"Gallbladder", 22, {255, 160, 165}},        {"Hepatic Vein", 33, {0, 50, 128}},
+    {"Black Background", 50, {127, 127, 127}},
+    {"Abdominal Wall", 11, {210, 140, 140}},
+    {"Liver", 21, {255, 114, 114}},
+    {"Gastrointestinal Tract", 13, {231, 70, 156}},
+    {"Fat", 12, {186, 183, 75}},
+    {"Grasper", 31, {170, 255, 0}},
+    {"Connective Tissue", 23, {255, 85, 0}},
+    {"Blood", 24, {255, 0, 0}},
+    {"Cystic Duct", 25, {255, 255, 0}},
+    {"L-hook Electrocautery", 32, {169, 255, 184}},
+    {"Gallbladder", 22, {255, 160, 165}},
+    {"Hepatic Vein", 33, {0, 50, 128}},
     {"Liver Ligament", 5, {111, 74, 0}},
 };
 // Watershed values that mean "not annotated": 0 (missed pixels) and 255 (1-pixel region edges).
 constexpr int kCholecUnannotated[] = {0, 255};
 
 // EndoVis17 instrument types, in the order of the challenge's type labels.
-constexpr const char* kEndoVis17Types[] = {
-    "Bipolar_Forceps",    "Prograsp_Forceps",          "Large_Needle_Driver", "Vessel_Sealer",
-    "Grasping_Retractor", "Monopolar_Curved_Scissors", "Other"};
+constexpr const char* kEndoVis17Types[] = {"Bipolar_Forceps",
+                                           "Prograsp_Forceps",
+                                           "Large_Needle_Driver",
+                                           "Vessel_Sealer",
+                                           "Grasping_Retractor",
+                                           "Monopolar_Curved_Scissors",
+                                           "Other"};
 
 // EndoVis18 labels.json: classid, name, colour.
 struct EndoVis18Row {
@@ -49,12 +59,18 @@ struct EndoVis18Row {
   std::array<uint8_t, 3> color;
 };
 constexpr EndoVis18Row kEndoVis18[] = {
-    {"background-tissue", {0, 0, 0}},       {"instrument-shaft", {0, 255, 0}},
-    {"instrument-clasper", {0, 255, 255}},  {"instrument-wrist", {125, 255, 12}},
-    {"kidney-parenchyma", {255, 55, 0}},    {"covered-kidney", {24, 55, 125}},
-    {"thread", {187, 155, 25}},             {"clamps", {0, 255, 125}},
-    {"suturing-needle", {255, 255, 125}},   {"suction-instrument", {123, 15, 175}},
-    {"small-intestine", {124, 155, 5}},     {"ultrasound-probe", {12, 255, 141}},
+    {"background-tissue", {0, 0, 0}},
+    {"instrument-shaft", {0, 255, 0}},
+    {"instrument-clasper", {0, 255, 255}},
+    {"instrument-wrist", {125, 255, 12}},
+    {"kidney-parenchyma", {255, 55, 0}},
+    {"covered-kidney", {24, 55, 125}},
+    {"thread", {187, 155, 25}},
+    {"clamps", {0, 255, 125}},
+    {"suturing-needle", {255, 255, 125}},
+    {"suction-instrument", {123, 15, 175}},
+    {"small-intestine", {124, 155, 5}},
+    {"ultrasound-probe", {12, 255, 141}},
 };
 
 std::string normalise_name(const std::string& name) {
@@ -85,9 +101,8 @@ std::string rel(const VideoDataset& ds, const fs::path& p) {
 }
 
 void sort_videos(VideoDataset& ds) {
-  std::stable_sort(ds.videos.begin(), ds.videos.end(), [](const Video& a, const Video& b) {
-    return natural_less(a.id, b.id);
-  });
+  std::stable_sort(ds.videos.begin(), ds.videos.end(),
+                   [](const Video& a, const Video& b) { return natural_less(a.id, b.id); });
 }
 
 // --- CholecSeg8k ------------------------------------------------------------------------------
@@ -165,10 +180,9 @@ void check_mask_size(const fs::path& mask, const at::Tensor& m, const VideoFrame
     w = s.width;
   }
   if (m.size(0) != h || m.size(1) != w) {
-    throw InputError(file_message(mask.string(),
-                                  fmt::format("mask is {}x{} but its frame {} is {}x{} (WxH)",
-                                              m.size(1), m.size(0),
-                                              frame.image.filename().string(), w, h)));
+    throw InputError(file_message(
+        mask.string(), fmt::format("mask is {}x{} but its frame {} is {}x{} (WxH)", m.size(1),
+                                   m.size(0), frame.image.filename().string(), w, h)));
   }
 }
 
@@ -203,10 +217,10 @@ at::Tensor decode_cholec(const VideoDataset& ds, const VideoFrame& frame) {
   if (unknown.any().item<bool>()) {
     const auto values = std::get<0>(at::_unique(grey.masked_select(unknown)));
     std::vector<int64_t> v(values.data_ptr<int64_t>(), values.data_ptr<int64_t>() + values.numel());
-    throw InputError(file_message(
-        frame.label_map.string(),
-        fmt::format("{} pixels with grey values not in the CholecSeg8k table: {}",
-                    unknown.sum().item<int64_t>(), fmt::join(v, ", "))));
+    throw InputError(
+        file_message(frame.label_map.string(),
+                     fmt::format("{} pixels with grey values not in the CholecSeg8k table: {}",
+                                 unknown.sum().item<int64_t>(), fmt::join(v, ", "))));
   }
   return labels;
 }
@@ -217,8 +231,9 @@ at::Tensor decode_colour_labels(const VideoDataset& ds, const VideoFrame& frame)
   }
   const auto raw = read_image_raw(frame.label_map);
   if (raw.dim() != 3 || raw.size(2) < 3) {
-    throw InputError(file_message(frame.label_map.string(),
-                                  "expected colour-coded labels (RGB), got a single-channel image"));
+    throw InputError(
+        file_message(frame.label_map.string(),
+                     "expected colour-coded labels (RGB), got a single-channel image"));
   }
   check_mask_size(frame.label_map, raw, frame);
   const auto c = raw.narrow(2, 0, 3).to(at::kLong);
@@ -237,12 +252,12 @@ at::Tensor decode_colour_labels(const VideoDataset& ds, const VideoFrame& frame)
       listed.push_back(fmt::format("({},{},{}) x{}", k >> 16, (k >> 8) & 255, k & 255,
                                    counts[i].item<int64_t>()));
     }
-    throw InputError(file_message(
-        frame.label_map.string(),
-        fmt::format("{} pixels of {} colour{} not in the {} class table: {}{}",
-                    unknown.sum().item<int64_t>(), keys.numel(), keys.numel() == 1 ? "" : "s",
-                    layout_name(ds.layout), fmt::join(listed, ", "),
-                    keys.numel() > 3 ? ", ..." : "")));
+    throw InputError(
+        file_message(frame.label_map.string(),
+                     fmt::format("{} pixels of {} colour{} not in the {} class table: {}{}",
+                                 unknown.sum().item<int64_t>(), keys.numel(),
+                                 keys.numel() == 1 ? "" : "s", layout_name(ds.layout),
+                                 fmt::join(listed, ", "), keys.numel() > 3 ? ", ..." : "")));
   }
   return labels;
 }
@@ -281,7 +296,8 @@ int64_t int_field(const json& obj, const char* name, const std::string& where) {
 
 std::string string_field(const json& obj, const char* name, const std::string& where) {
   const json& v = field(obj, name, where);
-  if (!v.is_string()) throw InputError(fmt::format("{}: field \"{}\" must be a string", where, name));
+  if (!v.is_string())
+    throw InputError(fmt::format("{}: field \"{}\" must be a string", where, name));
   return v.get<std::string>();
 }
 
@@ -291,7 +307,9 @@ const json& array_field(const json& obj, const char* name, const std::string& wh
   return v;
 }
 
-std::string json_path(const fs::path& p) { return p.lexically_normal().string(); }
+std::string json_path(const fs::path& p) {
+  return p.lexically_normal().string();
+}
 
 }  // namespace
 
@@ -299,10 +317,14 @@ std::string json_path(const fs::path& p) { return p.lexically_normal().string();
 
 std::string layout_name(VideoLayout layout) {
   switch (layout) {
-    case VideoLayout::kCholecSeg8k: return "cholecseg8k";
-    case VideoLayout::kEndoVis17: return "endovis17";
-    case VideoLayout::kEndoVis18: return "endovis18";
-    case VideoLayout::kCocoVideo: return "coco";
+    case VideoLayout::kCholecSeg8k:
+      return "cholecseg8k";
+    case VideoLayout::kEndoVis17:
+      return "endovis17";
+    case VideoLayout::kEndoVis18:
+      return "endovis18";
+    case VideoLayout::kCocoVideo:
+      return "coco";
   }
   return "?";
 }
@@ -312,7 +334,8 @@ VideoLayout parse_video_layout(const std::string& name) {
                        VideoLayout::kCocoVideo}) {
     if (normalise_name(name) == layout_name(l)) return l;
   }
-  throw InputError("unknown layout '" + name + "'; expected cholecseg8k, endovis17, endovis18 or coco");
+  throw InputError("unknown layout '" + name +
+                   "'; expected cholecseg8k, endovis17, endovis18 or coco");
 }
 
 const VideoClass* VideoDataset::find_class(int64_t value) const {
@@ -339,7 +362,9 @@ std::vector<VideoClass> endovis17_classes() {
   std::vector<VideoClass> out{{0, "background", -1, {0, 0, 0}, true}};
   int64_t i = 1;
   for (const char* name : kEndoVis17Types) {
-    out.push_back({i, name, -1,
+    out.push_back({i,
+                   name,
+                   -1,
                    {static_cast<uint8_t>(37 * i % 256), static_cast<uint8_t>(255 - 29 * i),
                     static_cast<uint8_t>(80 + 21 * i)},
                    false});
@@ -363,7 +388,8 @@ std::optional<int64_t> endovis17_instrument_class(const std::string& folder_name
   for (int64_t i = 0; i < 6; ++i) {
     if (folder_name.find(kEndoVis17Types[i]) != std::string::npos) return i + 1;
   }
-  if (folder_name.rfind("Other", 0) == 0 || folder_name.find("_Other") != std::string::npos) return 7;
+  if (folder_name.rfind("Other", 0) == 0 || folder_name.find("_Other") != std::string::npos)
+    return 7;
   return std::nullopt;
 }
 
@@ -391,14 +417,19 @@ VideoDataset read_video_dataset(const fs::path& path) {
   if (!fs::exists(path)) throw InputError(file_message(path.string(), "no such file or folder"));
   const auto layout = detect_video_layout(path);
   if (!layout) {
-    throw InputError(file_message(path.string(), "not a CholecSeg8k, EndoVis17, EndoVis18 or "
-                                                 "COCO-video dataset"));
+    throw InputError(file_message(path.string(),
+                                  "not a CholecSeg8k, EndoVis17, EndoVis18 or "
+                                  "COCO-video dataset"));
   }
   switch (*layout) {
-    case VideoLayout::kCholecSeg8k: return read_cholecseg8k(path);
-    case VideoLayout::kEndoVis17: return read_endovis17(path);
-    case VideoLayout::kEndoVis18: return read_endovis18(path);
-    case VideoLayout::kCocoVideo: return read_coco_video(path);
+    case VideoLayout::kCholecSeg8k:
+      return read_cholecseg8k(path);
+    case VideoLayout::kEndoVis17:
+      return read_endovis17(path);
+    case VideoLayout::kEndoVis18:
+      return read_endovis18(path);
+    case VideoLayout::kCocoVideo:
+      return read_coco_video(path);
   }
   throw InputError("unreachable layout");
 }
@@ -430,15 +461,16 @@ VideoDataset read_cholecseg8k(const fs::path& root) {
       if (masks.count(n)) {
         f.label_map = mask;
       } else {
-        ds.problems.push_back(file_message(rel(ds, image), "no watershed mask " + mask.filename().string()));
+        ds.problems.push_back(
+            file_message(rel(ds, image), "no watershed mask " + mask.filename().string()));
       }
       video.frames.push_back(std::move(f));
     }
     for (const int64_t n : masks) {
       if (!std::any_of(frames.begin(), frames.end(), [n](const auto& f) { return f.first == n; })) {
-        ds.problems.push_back(file_message(
-            rel(ds, clip / fmt::format("frame_{}_endo_watershed_mask.png", n)),
-            fmt::format("mask without a frame (frame_{}_endo.png)", n)));
+        ds.problems.push_back(
+            file_message(rel(ds, clip / fmt::format("frame_{}_endo_watershed_mask.png", n)),
+                         fmt::format("mask without a frame (frame_{}_endo.png)", n)));
       }
     }
     ds.videos.push_back(std::move(video));
@@ -465,8 +497,9 @@ VideoDataset read_endovis17(const fs::path& root) {
       const std::string name = d.filename().string();
       const auto cls = endovis17_instrument_class(name);
       if (!cls) {
-        ds.problems.push_back(file_message(rel(ds, d), "unknown instrument type (expected one of "
-                                                       "the 7 EndoVis17 types in the folder name)"));
+        ds.problems.push_back(file_message(rel(ds, d),
+                                           "unknown instrument type (expected one of "
+                                           "the 7 EndoVis17 types in the folder name)"));
         continue;
       }
       instruments.emplace_back(name, *cls);
@@ -480,13 +513,13 @@ VideoDataset read_endovis17(const fs::path& root) {
         const fs::path mask = gt / folder / image.filename();
         used[folder].insert(image.filename().string());
         if (!fs::exists(mask)) {
-          ds.problems.push_back(file_message(rel(ds, mask), "missing mask for " +
-                                                                 rel(ds, image)));
+          ds.problems.push_back(file_message(rel(ds, mask), "missing mask for " + rel(ds, image)));
           continue;
         }
         FrameObject o;
         o.class_value = cls;
-        o.name = folder.substr(0, folder.size() - (folder.size() > 7 && folder.ends_with("_labels") ? 7 : 0));
+        o.name = folder.substr(
+            0, folder.size() - (folder.size() > 7 && folder.ends_with("_labels") ? 7 : 0));
         o.mask = mask;
         o.where = mask.string();
         f.objects.push_back(std::move(o));
@@ -496,7 +529,8 @@ VideoDataset read_endovis17(const fs::path& root) {
     for (const auto& [folder, cls] : instruments) report_orphans(ds, gt / folder, used[folder]);
     ds.videos.push_back(std::move(video));
   }
-  if (ds.videos.empty()) ds.problems.push_back(file_message(root.string(), "no instrument_dataset_K folders"));
+  if (ds.videos.empty())
+    ds.problems.push_back(file_message(root.string(), "no instrument_dataset_K folders"));
   sort_videos(ds);
   return ds;
 }
@@ -519,8 +553,8 @@ VideoDataset read_endovis18(const fs::path& root) {
       if (fs::exists(label)) {
         f.label_map = label;
       } else {
-        ds.problems.push_back(file_message(rel(ds, image), "no label file labels/" +
-                                                               image.filename().string()));
+        ds.problems.push_back(
+            file_message(rel(ds, image), "no label file labels/" + image.filename().string()));
       }
       video.frames.push_back(std::move(f));
     }
@@ -568,7 +602,8 @@ VideoDataset read_coco_video(const fs::path& path) {
     if (!vid.is_string() && !vid.is_number_integer()) {
       throw InputError(where + ": field \"video_id\" must be a string or an integer");
     }
-    const std::string video_id = vid.is_string() ? vid.get<std::string>() : std::to_string(vid.get<int64_t>());
+    const std::string video_id =
+        vid.is_string() ? vid.get<std::string>() : std::to_string(vid.get<int64_t>());
     VideoFrame f;
     f.index = int_field(im, "order_in_video", where);
     f.height = int_field(im, "height", where);
@@ -610,7 +645,8 @@ VideoDataset read_coco_video(const fs::path& path) {
     }
     const VideoClass* cls = ds.find_class(category);
     if (!cls) {
-      ds.problems.push_back(fmt::format("{}: category_id {} is not in categories", where, category));
+      ds.problems.push_back(
+          fmt::format("{}: category_id {} is not in categories", where, category));
       continue;
     }
     o.name = cls->name;
@@ -627,9 +663,10 @@ VideoDataset read_coco_video(const fs::path& path) {
                      [](const VideoFrame& a, const VideoFrame& b) { return a.index < b.index; });
     for (std::size_t k = 0; k < v.frames.size(); ++k) {
       if (v.frames[k].index != static_cast<int64_t>(k)) {
-        ds.problems.push_back(fmt::format("{}: video {}: order_in_video is not 0, 1, 2, ... "
-                                          "(position {} has {})",
-                                          name, id, k, v.frames[k].index));
+        ds.problems.push_back(
+            fmt::format("{}: video {}: order_in_video is not 0, 1, 2, ... "
+                        "(position {} has {})",
+                        name, id, k, v.frames[k].index));
         break;
       }
     }
@@ -641,12 +678,16 @@ VideoDataset read_coco_video(const fs::path& path) {
 
 // --- loading -----------------------------------------------------------------------------------
 
-at::Tensor load_frame_image(const VideoFrame& frame) { return read_image_rgb(frame.image); }
+at::Tensor load_frame_image(const VideoFrame& frame) {
+  return read_image_rgb(frame.image);
+}
 
 at::Tensor load_label_map(const VideoDataset& ds, const VideoFrame& frame) {
   switch (ds.layout) {
-    case VideoLayout::kCholecSeg8k: return decode_cholec(ds, frame);
-    case VideoLayout::kEndoVis18: return decode_colour_labels(ds, frame);
+    case VideoLayout::kCholecSeg8k:
+      return decode_cholec(ds, frame);
+    case VideoLayout::kEndoVis18:
+      return decode_colour_labels(ds, frame);
     case VideoLayout::kEndoVis17:
     case VideoLayout::kCocoVideo: {
       at::Tensor labels;
@@ -667,7 +708,8 @@ at::Tensor load_label_map(const VideoDataset& ds, const VideoFrame& frame) {
           h = s.height;
           w = s.width;
         }
-        labels = at::full({h, w}, ds.layout == VideoLayout::kEndoVis17 ? 0 : kUnlabelled, at::kLong);
+        labels =
+            at::full({h, w}, ds.layout == VideoLayout::kEndoVis17 ? 0 : kUnlabelled, at::kLong);
       }
       return labels;
     }
@@ -712,7 +754,8 @@ VideoDatasetScan scan_video_dataset(const VideoDataset& ds) {
         scan.problems.push_back(e.what());
         continue;
       }
-      if (f.label_map.empty() && f.objects.empty() && ds.layout != VideoLayout::kCocoVideo) continue;
+      if (f.label_map.empty() && f.objects.empty() && ds.layout != VideoLayout::kCocoVideo)
+        continue;
       try {
         const auto labels = load_label_map(ds, f);
         const auto counts = at::bincount(labels.reshape({-1}) + 1);
@@ -731,7 +774,8 @@ VideoDatasetScan scan_video_dataset(const VideoDataset& ds) {
 
 // --- writing -----------------------------------------------------------------------------------
 
-VideoLayoutWriter::VideoLayoutWriter(VideoLayout layout, fs::path out, std::vector<VideoClass> classes)
+VideoLayoutWriter::VideoLayoutWriter(VideoLayout layout, fs::path out,
+                                     std::vector<VideoClass> classes)
     : layout_(layout), out_(std::move(out)), classes_(std::move(classes)) {
   fs::create_directories(out_);
 }
@@ -760,14 +804,16 @@ void write_frame_image(const fs::path& target, const at::Tensor& image, const fs
 
 }  // namespace
 
-void VideoLayoutWriter::add_frame(const std::string& video_id, int64_t index, const at::Tensor& image,
-                                  const at::Tensor& label_map, const std::vector<ObjectMask>& objects,
+void VideoLayoutWriter::add_frame(const std::string& video_id, int64_t index,
+                                  const at::Tensor& image, const at::Tensor& label_map,
+                                  const std::vector<ObjectMask>& objects,
                                   const fs::path& source_image) {
   const auto class_of = [&](int64_t value) -> const VideoClass& {
     for (const auto& c : classes_) {
       if (c.value == value) return c;
     }
-    throw InputError(fmt::format("class value {} is not in the {} class table", value, layout_name(layout_)));
+    throw InputError(
+        fmt::format("class value {} is not in the {} class table", value, layout_name(layout_)));
   };
   switch (layout_) {
     case VideoLayout::kCholecSeg8k: {
@@ -798,8 +844,10 @@ void VideoLayoutWriter::add_frame(const std::string& video_id, int64_t index, co
       for (int64_t i = 0; i < present.numel(); ++i) {
         if (present[i].item<int64_t>() != kUnlabelled) class_of(present[i].item<int64_t>());
       }
-      const auto grey = at::tensor(lut, at::kLong).index_select(0, (label_map.reshape({-1}) + 1))
-                            .reshape(label_map.sizes()).to(at::kByte);
+      const auto grey = at::tensor(lut, at::kLong)
+                            .index_select(0, (label_map.reshape({-1}) + 1))
+                            .reshape(label_map.sizes())
+                            .to(at::kByte);
       // Stored as grey-as-RGB like the released masks.
       write_image(dir / fmt::format("frame_{}_endo_watershed_mask.png", n),
                   grey.unsqueeze(2).expand({-1, -1, 3}).contiguous());
@@ -815,15 +863,17 @@ void VideoLayoutWriter::add_frame(const std::string& video_id, int64_t index, co
       for (int64_t i = 0; i < present.numel(); ++i) class_of(present[i].item<int64_t>());
       for (const auto& c : classes_) {
         const auto m = (label_map == c.value).unsqueeze(2);
-        const auto colour = at::tensor(std::vector<int64_t>{c.color[0], c.color[1], c.color[2]}, at::kLong)
-                                .to(at::kByte);
+        const auto colour =
+            at::tensor(std::vector<int64_t>{c.color[0], c.color[1], c.color[2]}, at::kLong)
+                .to(at::kByte);
         rgb = at::where(m, colour.view({1, 1, 3}), rgb);
       }
       write_image(dir / "labels" / name, rgb);
       break;
     }
     case VideoLayout::kEndoVis17: {
-      const int64_t k = video_number(video_numbers_, video_id, std::regex(R"(instrument_dataset_(\d+))"));
+      const int64_t k =
+          video_number(video_numbers_, video_id, std::regex(R"(instrument_dataset_(\d+))"));
       const fs::path dir = out_ / fmt::format("instrument_dataset_{}", k);
       const std::string name = fmt::format("frame{:03d}.png", index);
       write_frame_image(dir / "left_frames" / name, image, source_image);
@@ -834,8 +884,8 @@ void VideoLayoutWriter::add_frame(const std::string& video_id, int64_t index, co
       break;
     }
     case VideoLayout::kCocoVideo: {
-      const std::string file_name =
-          source_image.empty() ? fmt::format("{:05d}.png", index) : source_image.filename().string();
+      const std::string file_name = source_image.empty() ? fmt::format("{:05d}.png", index)
+                                                         : source_image.filename().string();
       const fs::path target = out_ / "images" / video_id / file_name;
       write_frame_image(target, image, source_image);
       const ImageSize size = read_image_size(target);
@@ -861,8 +911,12 @@ void VideoLayoutWriter::add_frame(const std::string& video_id, int64_t index, co
           const int64_t x0 = xs.min().item<int64_t>();
           bbox = {x0, y0, xs.max().item<int64_t>() - x0 + 1, ys.max().item<int64_t>() - y0 + 1};
         }
-        json a{{"id", next_annotation_id_++}, {"image_id", image_id}, {"category_id", o.class_value},
-               {"segmentation", rle_to_json(rle)}, {"area", rle.area()}, {"bbox", bbox},
+        json a{{"id", next_annotation_id_++},
+               {"image_id", image_id},
+               {"category_id", o.class_value},
+               {"segmentation", rle_to_json(rle)},
+               {"area", rle.area()},
+               {"bbox", bbox},
                {"iscrowd", 0}};
         annotations_json_.push_back(a.dump());
       }
@@ -893,12 +947,14 @@ void VideoLayoutWriter::finish() {
 int64_t convert_video_dataset(const fs::path& in, const fs::path& out, VideoLayout to) {
   const VideoDataset ds = read_video_dataset(in);
   if (to == VideoLayout::kEndoVis17) {
-    throw InputError("convert writes coco, cholecseg8k or endovis18 (EndoVis17 holds instrument "
-                     "masks that the other layouts do not describe)");
+    throw InputError(
+        "convert writes coco, cholecseg8k or endovis18 (EndoVis17 holds instrument "
+        "masks that the other layouts do not describe)");
   }
   if (!ds.problems.empty()) {
-    throw InputError(fmt::format("{}: {} problem(s) in the input, first: {} (see iris data inspect)",
-                                 in.string(), ds.problems.size(), ds.problems.front()));
+    throw InputError(
+        fmt::format("{}: {} problem(s) in the input, first: {} (see iris data inspect)",
+                    in.string(), ds.problems.size(), ds.problems.front()));
   }
   if (to == VideoLayout::kCocoVideo) {
     VideoLayoutWriter writer(to, out, ds.classes);

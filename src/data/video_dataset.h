@@ -41,10 +41,10 @@ struct VideoClass {
 // annotation.
 struct FrameObject {
   int64_t class_value = 0;
-  std::string name;             // EndoVis17: instrument folder without "_labels"
-  std::filesystem::path mask;   // EndoVis17
-  std::optional<Rle> rle;       // COCO
-  std::string where;            // file and field for messages
+  std::string name;            // EndoVis17: instrument folder without "_labels"
+  std::filesystem::path mask;  // EndoVis17
+  std::optional<Rle> rle;      // COCO
+  std::string where;           // file and field for messages
 };
 
 struct VideoFrame {

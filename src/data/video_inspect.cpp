@@ -23,7 +23,8 @@ InspectReport inspect_video_dataset(const std::filesystem::path& path) {
   }
   for (const auto& c : ds.classes) {
     const auto it = scan.pixels.find(c.value);
-    r.classes.push_back({layout_name(ds.layout), c.value, c.name, it == scan.pixels.end() ? 0 : it->second});
+    r.classes.push_back(
+        {layout_name(ds.layout), c.value, c.name, it == scan.pixels.end() ? 0 : it->second});
   }
   for (const auto& [value, n] : scan.pixels) {
     if (!ds.find_class(value)) r.classes.push_back({layout_name(ds.layout), value, "?", n});

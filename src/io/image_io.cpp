@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <fstream>
 
 #include "core/atomic_file.h"
 #include "core/build_info.h"
@@ -48,24 +49,26 @@ void check_signature(const fs::path& path, const std::string& bytes) {
 }
 
 cv::Mat decode(const fs::path& path, int flags) {
-  if (!fs::is_regular_file(path)) throw InputError(file_message(path.string(), "no such image file"));
+  if (!fs::is_regular_file(path))
+    throw InputError(file_message(path.string(), "no such image file"));
   const std::string bytes = read_file(path);
   check_signature(path, bytes);
   cv::Mat mat;
   try {
-    const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8U,
-                         const_cast<char*>(bytes.data()));
+    const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8U, const_cast<char*>(bytes.data()));
     mat = cv::imdecode(buffer, flags);
   } catch (const cv::Exception& e) {
     throw InputError(file_message(path.string(), std::string("cannot decode image: ") + e.what()));
   }
-  if (mat.empty()) throw InputError(file_message(path.string(), "cannot decode image (corrupt or truncated)"));
+  if (mat.empty())
+    throw InputError(file_message(path.string(), "cannot decode image (corrupt or truncated)"));
   return mat;
 }
 
 at::Tensor to_tensor(const cv::Mat& mat) {
   const auto dtype = mat.depth() == CV_16U ? at::kShort : at::kByte;
-  TORCH_CHECK(mat.depth() == CV_8U || mat.depth() == CV_16U, "unsupported image depth ", mat.depth());
+  TORCH_CHECK(mat.depth() == CV_8U || mat.depth() == CV_16U, "unsupported image depth ",
+              mat.depth());
   std::vector<int64_t> shape{mat.rows, mat.cols};
   if (mat.channels() > 1) shape.push_back(mat.channels());
   at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
@@ -130,21 +133,23 @@ cv::Mat to_mat(const at::Tensor& image, const std::string& where) {
   cv::Mat m(rows, cols, CV_16UC1);
   const int32_t* src = values.data_ptr<int32_t>();
   auto* dst = reinterpret_cast<uint16_t*>(m.data);
-  for (int64_t i = 0; i < static_cast<int64_t>(rows) * cols; ++i) dst[i] = static_cast<uint16_t>(src[i]);
+  for (int64_t i = 0; i < static_cast<int64_t>(rows) * cols; ++i)
+    dst[i] = static_cast<uint16_t>(src[i]);
   return m;
 }
 
 std::string temp_sibling(const fs::path& path) {
   // Keeps the extension: OpenCV picks the container from it.
-  return (path.parent_path() / fmt::format(".{}.tmp{}{}", path.stem().string(), ::getpid(),
-                                           path.extension().string()))
+  return (path.parent_path() /
+          fmt::format(".{}.tmp{}{}", path.stem().string(), ::getpid(), path.extension().string()))
       .string();
 }
 
 #else
 
 [[noreturn]] void no_opencv() {
-  throw NotAvailableError("image and video files need OpenCV, which is off in this build (IRIS_WITH_OPENCV)");
+  throw NotAvailableError(
+      "image and video files need OpenCV, which is off in this build (IRIS_WITH_OPENCV)");
 }
 
 #endif
@@ -163,12 +168,16 @@ at::Tensor read_image_raw(const fs::path& path) {
 
 ImageSize read_image_size(const fs::path& path) {
   if (lower_extension(path) == ".png" && fs::is_regular_file(path)) {
-    const std::string bytes = read_file(path);  // label PNGs are small; a header read would do
+    std::string bytes(24, '\0');
+    std::ifstream in(path, std::ios::binary);
+    in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    bytes.resize(static_cast<std::size_t>(in.gcount()));
     check_signature(path, bytes);
     if (bytes.size() >= 24 && bytes.compare(12, 4, "IHDR") == 0) {
       const auto be32 = [&](std::size_t at) {
         int64_t v = 0;
-        for (std::size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(bytes[at + i]);
+        for (std::size_t i = 0; i < 4; ++i)
+          v = (v << 8) | static_cast<unsigned char>(bytes[at + i]);
         return v;
       };
       return {be32(20), be32(16)};
@@ -194,7 +203,8 @@ void write_image(const fs::path& path, const at::Tensor& image, int jpeg_quality
   if (!cv::imencode(ext, mat, buffer, params)) {
     throw RuntimeFailure(file_message(path.string(), "cannot encode image"));
   }
-  write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(buffer.data()), buffer.size()));
+  write_file_atomic(path,
+                    std::string_view(reinterpret_cast<const char*>(buffer.data()), buffer.size()));
 }
 
 struct VideoReader::State {
@@ -204,7 +214,8 @@ struct VideoReader::State {
 
 VideoReader::VideoReader(const fs::path& path) : state_(std::make_unique<State>()) {
   state_->path = path;
-  if (!fs::is_regular_file(path)) throw InputError(file_message(path.string(), "no such video file"));
+  if (!fs::is_regular_file(path))
+    throw InputError(file_message(path.string(), "no such video file"));
   if (!state_->capture.open(path.string()) || !state_->capture.isOpened()) {
     throw InputError(file_message(path.string(), "cannot open video (unknown container or codec)"));
   }
@@ -219,7 +230,9 @@ at::Tensor VideoReader::next() {
   return to_tensor(bgr_to_rgb(frame));
 }
 
-double VideoReader::fps() const { return state_->capture.get(cv::CAP_PROP_FPS); }
+double VideoReader::fps() const {
+  return state_->capture.get(cv::CAP_PROP_FPS);
+}
 int64_t VideoReader::frame_count() const {
   return static_cast<int64_t>(state_->capture.get(cv::CAP_PROP_FRAME_COUNT));
 }
@@ -242,7 +255,8 @@ struct VideoWriter::State {
 VideoWriter::VideoWriter(const fs::path& path, int64_t width, int64_t height, double fps,
                          const std::string& codec)
     : state_(std::make_unique<State>()) {
-  if (codec.size() != 4) throw InputError("video codec must be a FourCC such as mp4v or MJPG, got " + codec);
+  if (codec.size() != 4)
+    throw InputError("video codec must be a FourCC such as mp4v or MJPG, got " + codec);
   if (width <= 0 || height <= 0 || fps <= 0) {
     throw InputError(file_message(path.string(), "video size and fps must be positive"));
   }
@@ -254,8 +268,8 @@ VideoWriter::VideoWriter(const fs::path& path, int64_t width, int64_t height, do
   const int fourcc = cv::VideoWriter::fourcc(codec[0], codec[1], codec[2], codec[3]);
   if (!state_->writer.open(state_->temp, fourcc, fps,
                            cv::Size(static_cast<int>(width), static_cast<int>(height)), true)) {
-    throw RuntimeFailure(file_message(
-        path.string(), "cannot open a video writer for codec " + codec + " (not in this OpenCV build?)"));
+    throw RuntimeFailure(file_message(path.string(), "cannot open a video writer for codec " +
+                                                         codec + " (not in this OpenCV build?)"));
   }
 }
 
@@ -271,9 +285,9 @@ void VideoWriter::write(const at::Tensor& frame) {
   TORCH_CHECK(!state_->closed, "VideoWriter::write after close");
   if (frame.dim() != 3 || frame.size(0) != state_->height || frame.size(1) != state_->width ||
       frame.size(2) != 3) {
-    throw InputError(fmt::format("{}: frame {} is [{}], expected [{}, {}, 3]", state_->path.string(),
-                                 frames_, fmt::join(frame.sizes(), ", "), state_->height,
-                                 state_->width));
+    throw InputError(fmt::format("{}: frame {} is [{}], expected [{}, {}, 3]",
+                                 state_->path.string(), frames_, fmt::join(frame.sizes(), ", "),
+                                 state_->height, state_->width));
   }
   state_->writer.write(to_mat(frame, state_->path.string()));
   ++frames_;
@@ -293,23 +307,49 @@ void VideoWriter::close() {
 
 #else
 
-at::Tensor read_image_rgb(const fs::path&) { no_opencv(); }
-at::Tensor read_image_raw(const fs::path&) { no_opencv(); }
-ImageSize read_image_size(const fs::path&) { no_opencv(); }
-void write_image(const fs::path&, const at::Tensor&, int) { no_opencv(); }
+at::Tensor read_image_rgb(const fs::path&) {
+  no_opencv();
+}
+at::Tensor read_image_raw(const fs::path&) {
+  no_opencv();
+}
+ImageSize read_image_size(const fs::path&) {
+  no_opencv();
+}
+void write_image(const fs::path&, const at::Tensor&, int) {
+  no_opencv();
+}
 struct VideoReader::State {};
-VideoReader::VideoReader(const fs::path&) { no_opencv(); }
+VideoReader::VideoReader(const fs::path&) {
+  no_opencv();
+}
 VideoReader::~VideoReader() = default;
-at::Tensor VideoReader::next() { no_opencv(); }
-double VideoReader::fps() const { no_opencv(); }
-int64_t VideoReader::frame_count() const { no_opencv(); }
-int64_t VideoReader::width() const { no_opencv(); }
-int64_t VideoReader::height() const { no_opencv(); }
+at::Tensor VideoReader::next() {
+  no_opencv();
+}
+double VideoReader::fps() const {
+  no_opencv();
+}
+int64_t VideoReader::frame_count() const {
+  no_opencv();
+}
+int64_t VideoReader::width() const {
+  no_opencv();
+}
+int64_t VideoReader::height() const {
+  no_opencv();
+}
 struct VideoWriter::State {};
-VideoWriter::VideoWriter(const fs::path&, int64_t, int64_t, double, const std::string&) { no_opencv(); }
+VideoWriter::VideoWriter(const fs::path&, int64_t, int64_t, double, const std::string&) {
+  no_opencv();
+}
 VideoWriter::~VideoWriter() = default;
-void VideoWriter::write(const at::Tensor&) { no_opencv(); }
-void VideoWriter::close() { no_opencv(); }
+void VideoWriter::write(const at::Tensor&) {
+  no_opencv();
+}
+void VideoWriter::close() {
+  no_opencv();
+}
 
 #endif
 
@@ -351,7 +391,8 @@ bool is_image_file(const fs::path& path) {
 }
 
 std::vector<fs::path> list_frames(const fs::path& dir) {
-  if (!fs::is_directory(dir)) throw InputError(file_message(dir.string(), "not a folder of frames"));
+  if (!fs::is_directory(dir))
+    throw InputError(file_message(dir.string(), "not a folder of frames"));
   std::vector<fs::path> frames;
   for (const auto& entry : fs::directory_iterator(dir)) {
     if (entry.is_regular_file() && is_image_file(entry.path()) &&

@@ -29,8 +29,9 @@ struct ImageSize {
 // From the PNG header alone where possible (no pixel decoding); other formats are decoded.
 ImageSize read_image_size(const std::filesystem::path& path);
 
-// Writes [H, W] uint8 or integer (grey; values above 255 give a 16-bit PNG) or [H, W, 3] uint8 (RGB) to PNG or JPEG, chosen by the
-// extension; atomically (temporary file + rename). `jpeg_quality` is 0..100.
+// Writes [H, W] uint8 or integer (grey; values above 255 give a 16-bit PNG) or [H, W, 3] uint8
+// (RGB) to PNG or JPEG, chosen by the extension; atomically (temporary file + rename).
+// `jpeg_quality` is 0..100.
 void write_image(const std::filesystem::path& path, const at::Tensor& image, int jpeg_quality = 95);
 
 // Reads a video file frame by frame (any container/codec OpenCV's videoio can decode).

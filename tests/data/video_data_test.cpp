@@ -30,7 +30,8 @@ std::string expect_input_error(F&& fn, const std::vector<std::string>& needles) 
     fn();
   } catch (const InputError& e) {
     const std::string m = e.what();
-    for (const auto& n : needles) EXPECT_NE(m.find(n), std::string::npos) << m << "\nmissing: " << n;
+    for (const auto& n : needles)
+      EXPECT_NE(m.find(n), std::string::npos) << m << "\nmissing: " << n;
     EXPECT_EQ(m.find('\n'), std::string::npos) << "not one line: " << m;
     return m;
   } catch (const std::exception& e) {
@@ -115,7 +116,8 @@ TEST(ImageIo, FramesSortNaturally) {
   }
   std::vector<std::string> names;
   for (const auto& p : list_frames(dir.path())) names.push_back(p.filename().string());
-  EXPECT_EQ(names, (std::vector<std::string>{"frame1.jpg", "frame2.png", "frame10.png", "frame100.png"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"frame1.jpg", "frame2.png", "frame10.png", "frame100.png"}));
 }
 
 TEST(ImageIo, VideoFileRoundTrip) {
@@ -170,7 +172,8 @@ TEST(SyntheticVideo, DeterministicBySeedAndInstrumentsMoveEnterAndLeave) {
   const auto f7 = render_synthetic_frame(o, 0, 7);
   ASSERT_GT((f0.instance == 1).sum().item<int64_t>(), 20);
   ASSERT_GT((f3.instance == 1).sum().item<int64_t>(), 20);
-  const double moved = (centroid(f0.instance == 1) - centroid(f3.instance == 1)).norm().item<double>();
+  const double moved =
+      (centroid(f0.instance == 1) - centroid(f3.instance == 1)).norm().item<double>();
   EXPECT_GT(moved, 2.0) << "instrument 1 did not move";
   EXPECT_EQ((f0.instance == 2).sum().item<int64_t>(), 0) << "instrument 2 enters later";
   EXPECT_GT((f7.instance == 2).sum().item<int64_t>(), 0);
@@ -213,7 +216,7 @@ TEST_P(LayoutTest, SyntheticTreeReadsBack) {
     switch (GetParam()) {
       case VideoLayout::kCholecSeg8k:
         EXPECT_TRUE((labels == 0).equal(truth.parts == kPartBorder));  // Black Background
-        EXPECT_TRUE(((labels == 5) | (labels == 9)).equal(tool));     // Grasper, L-hook
+        EXPECT_TRUE(((labels == 5) | (labels == 9)).equal(tool));      // Grasper, L-hook
         EXPECT_TRUE((labels == 10).equal((truth.parts == kPartAnatomyB)));
         break;
       case VideoLayout::kEndoVis18:
@@ -275,9 +278,11 @@ void expect_same_labels(const VideoDataset& a, const VideoDataset& b) {
   for (std::size_t v = 0; v < a.videos.size(); ++v) {
     ASSERT_EQ(a.videos[v].frames.size(), b.videos[v].frames.size());
     for (std::size_t t = 0; t < a.videos[v].frames.size(); ++t) {
-      EXPECT_TRUE(load_label_map(a, a.videos[v].frames[t]).equal(load_label_map(b, b.videos[v].frames[t])))
+      EXPECT_TRUE(
+          load_label_map(a, a.videos[v].frames[t]).equal(load_label_map(b, b.videos[v].frames[t])))
           << "video " << v << " frame " << t;
-      EXPECT_TRUE(load_frame_image(a.videos[v].frames[t]).equal(load_frame_image(b.videos[v].frames[t])));
+      EXPECT_TRUE(
+          load_frame_image(a.videos[v].frames[t]).equal(load_frame_image(b.videos[v].frames[t])));
     }
   }
 }
@@ -337,8 +342,8 @@ TEST(VideoData, CocoRleAgreesWithPycocotools) {
     write_file_atomic(json_file, doc.dump());
   }
   const std::string script = std::string(IRIS_SOURCE_DIR) + "/tests/data/coco_rle_reference.py";
-  const auto r = test::run_command("'" + python.string() + "' '" + script + "' '" + json_file.string() +
-                                   "' '" + (dir / "ref.json").string() + "'");
+  const auto r = test::run_command("'" + python.string() + "' '" + script + "' '" +
+                                   json_file.string() + "' '" + (dir / "ref.json").string() + "'");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto ref = nlohmann::json::parse(read_file(dir / "ref.json"));
   ASSERT_EQ(ref.size(), doc["annotations"].size());
@@ -390,8 +395,10 @@ TEST(VideoData, BadInputsAreOneLineErrorsAndInspectListsThemAll) {
   const VideoDataset ds = read_video_dataset(dir.path());
   const auto& frames = ds.videos[0].frames;
   expect_input_error([&] { load_label_map(ds, frames[0]); }, {"frame000.png", "not a PNG"});
-  expect_input_error([&] { load_label_map(ds, frames[1]); }, {"frame001.png", "mask is 48x40", "96x80"});
-  expect_input_error([&] { load_label_map(ds, frames[2]); }, {"frame002.png", "6 pixels", "(1,2,3)"});
+  expect_input_error([&] { load_label_map(ds, frames[1]); },
+                     {"frame001.png", "mask is 48x40", "96x80"});
+  expect_input_error([&] { load_label_map(ds, frames[2]); },
+                     {"frame002.png", "6 pixels", "(1,2,3)"});
 
   const InspectReport report = inspect_path(dir.path());
   EXPECT_EQ(report.layout, "endovis18 video dataset");
@@ -423,9 +430,11 @@ TEST(VideoData, CholecSeg8kColourMaskAndUnknownGreyValues) {
   write_image(clip / "frame_0_endo_mask.png", colour);
   const VideoDataset ds = read_video_dataset(dir.path());
   EXPECT_EQ(ds.frame_count(), 8);
-  expect_input_error([&] { load_label_map(ds, ds.videos[0].frames[1]); }, {"frame_1_endo_watershed_mask.png", "colour mask"});
-  expect_input_error([&] { load_label_map(ds, ds.videos[0].frames[2]); },
-                     {"frame_2_endo_watershed_mask.png", "grey values not in the CholecSeg8k table: 77"});
+  expect_input_error([&] { load_label_map(ds, ds.videos[0].frames[1]); },
+                     {"frame_1_endo_watershed_mask.png", "colour mask"});
+  expect_input_error(
+      [&] { load_label_map(ds, ds.videos[0].frames[2]); },
+      {"frame_2_endo_watershed_mask.png", "grey values not in the CholecSeg8k table: 77"});
 }
 
 TEST(VideoData, CocoJsonWithAMissingFieldNamesFileAndField) {
@@ -435,7 +444,8 @@ TEST(VideoData, CocoJsonWithAMissingFieldNamesFileAndField) {
   auto doc = nlohmann::json::parse(read_file(dir / "annotations.json"));
   doc["images"][1].erase("video_id");
   write_file_atomic(dir / "bad.json", doc.dump());
-  expect_input_error([&] { read_coco_video(dir / "bad.json"); }, {"bad.json", "images[1]", "\"video_id\""});
+  expect_input_error([&] { read_coco_video(dir / "bad.json"); },
+                     {"bad.json", "images[1]", "\"video_id\""});
   doc = nlohmann::json::parse(read_file(dir / "annotations.json"));
   doc["annotations"][2].erase("segmentation");
   write_file_atomic(dir / "bad2.json", doc.dump());
@@ -462,10 +472,11 @@ TEST(VideoDataCli, SynthInspectConvert) {
   EXPECT_NE(r.output.find("cholecseg8k video dataset"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("Liver"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("problems: none"), std::string::npos) << r.output;
-  r = test::run_command(iris + " data convert '" + (dir / "c").string() + "' '" + (dir / "j").string() +
-                        "' --to coco");
+  r = test::run_command(iris + " data convert '" + (dir / "c").string() + "' '" +
+                        (dir / "j").string() + "' --to coco");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = test::run_command(iris + " data inspect '" + (dir / "j" / "annotations.json").string() + "' --json");
+  r = test::run_command(iris + " data inspect '" + (dir / "j" / "annotations.json").string() +
+                        "' --json");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(nlohmann::json::parse(r.output)["layout"], "coco video dataset");
   write_file_atomic(dir / "bad.json", "{\"images\": [], \"annotations\": []}");
@@ -473,7 +484,8 @@ TEST(VideoDataCli, SynthInspectConvert) {
                         (dir / "x").string() + "' --to endovis18");
   EXPECT_EQ(r.exit_code, 3) << r.output;
   EXPECT_NE(r.output.find("\"categories\""), std::string::npos) << r.output;
-  r = test::run_command(iris + " data synth surgical-video --out '" + (dir / "z").string() + "' --size 64");
+  r = test::run_command(iris + " data synth surgical-video --out '" + (dir / "z").string() +
+                        "' --size 64");
   EXPECT_EQ(r.exit_code, 2) << r.output;
 }
 
