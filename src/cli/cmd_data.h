@@ -1,4 +1,4 @@
-// `iris data`: inspect datasets (convert and synth come with the data issue).
+// `iris data`: inspect datasets, convert the surgical video layouts, write synthetic data.
 #pragma once
 
 #include <functional>

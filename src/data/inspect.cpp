@@ -7,6 +7,8 @@
 
 #include "core/build_info.h"
 #include "core/error.h"
+#include "data/video_inspect.h"
+#include "data/video_dataset.h"
 #include "io/volume.h"
 #if IRIS_HAVE_NIFTI
 #include "data/atlas.h"
@@ -139,6 +141,8 @@ nlohmann::json InspectReport::to_json() const {
 
 InspectReport inspect_path(const fs::path& path) {
   if (!fs::exists(path)) throw InputError(file_message(path.string(), "no such file or folder"));
+  // Surgical video layouts (CholecSeg8k, EndoVis17/18, COCO-video JSON).
+  if (detect_video_layout(path)) return inspect_video_dataset(path);
 #if IRIS_HAVE_NIFTI
   if (fs::is_directory(path) && is_mricron_atlas_dir(path)) return inspect_atlas(path);
   if (fs::is_regular_file(path) && !nifti_extension(path.string()).empty()) return inspect_nifti(path);
@@ -148,7 +152,8 @@ InspectReport inspect_path(const fs::path& path) {
   }
 #endif
   throw InputError(file_message(path.string(), "layout not recognised; supported so far: a NIfTI "
-                                               "volume (.nii, .nii.gz) and the mricron atlases folder"));
+                                               "volume (.nii, .nii.gz), the mricron atlases folder, "
+                                               "CholecSeg8k, EndoVis17, EndoVis18 and COCO-video"));
 }
 
 }  // namespace iris
