@@ -8,6 +8,7 @@
 #include "cli/cmd_checkpoint.h"
 #include "cli/cmd_data.h"
 #include "cli/cmd_demo.h"
+#include "cli/cmd_predict.h"
 #include "cli/cmd_report.h"
 #include "cli/cmd_sam2.h"
 #include "cli/cmd_train.h"
@@ -52,7 +53,7 @@ const std::vector<Command>& command_table() {
       {"data", "inspect, convert and synthesise datasets", setup_data},
       {"train", "train or fine-tune a model from a config", setup_train},
       {"eval", "evaluate a model with the documented protocol", nullptr},
-      {"predict", "segment images, videos or volumes", nullptr},
+      {"predict", "segment images, videos or volumes", setup_predict},
       {"sweep", "run datasets x prompts x recipes against the baseline", nullptr},
       {"report", "write training and insights reports", setup_report},
       {"runs", "list, compare, export and import runs", nullptr},

@@ -21,7 +21,6 @@ namespace iris::models::sam2 {
 namespace {
 
 namespace fs = std::filesystem;
-namespace F = torch::nn::functional;
 using nlohmann::json;
 
 std::vector<float> parse_numbers(const std::string& text, const std::string& what) {
@@ -240,13 +239,7 @@ at::Tensor preprocess_frames(const std::vector<at::Tensor>& frames, int64_t s) {
   for (const auto& f : frames) {
     auto x = f.permute({2, 0, 1}).to(torch::kFloat32).unsqueeze(0);
     if (x.size(2) != s || x.size(3) != s) {
-      x = F::interpolate(x, F::InterpolateFuncOptions()
-                                .size(std::vector<int64_t>{s, s})
-                                .mode(torch::kBicubic)
-                                .align_corners(false)
-                                .antialias(true))
-              .round()
-              .clamp(0, 255);
+      x = at::_upsample_bicubic2d_aa(x, {s, s}, /*align_corners=*/false).round().clamp(0, 255);
     }
     out.push_back((x.squeeze(0) / 255.0 - mean) / std);
   }
@@ -355,10 +348,19 @@ PredictResult predict_sam2(Sam2Model& model, const PredictInput& input, const Pr
   }
   if (o.overlay) {
     if (input.kind == PredictInput::Kind::kVideo) {
-      const auto file = o.out / "overlay.mp4";
-      VideoWriter writer(file, w, h, input.fps, "mp4v");
-      for (int64_t f = 0; f < t; ++f) writer.write(overlay_frame(input.frames[f], labels[f], result.obj_ids));
-      writer.close();
+      // MPEG-4 where OpenCV's build has an encoder for it, else Motion-JPEG (always built in).
+      auto file = o.out / "overlay.mp4";
+      std::unique_ptr<VideoWriter> writer;
+      try {
+        writer = std::make_unique<VideoWriter>(file, w, h, input.fps, "mp4v");
+      } catch (const RuntimeFailure&) {
+        file = o.out / "overlay.avi";
+        writer = std::make_unique<VideoWriter>(file, w, h, input.fps, "MJPG");
+      }
+      for (int64_t f = 0; f < t; ++f) {
+        writer->write(overlay_frame(input.frames[f], labels[f], result.obj_ids));
+      }
+      writer->close();
       result.written.push_back(file);
     } else {
       fs::create_directories(o.out / "overlay");
