@@ -8,6 +8,7 @@
 #include "cli/cmd_data.h"
 #include "cli/cmd_demo.h"
 #include "cli/cmd_report.h"
+#include "cli/cmd_runs.h"
 #include "cli/cmd_train.h"
 #include "core/doctor.h"
 #include "core/env_info.h"
@@ -53,7 +54,7 @@ const std::vector<Command>& command_table() {
       {"predict", "segment images, videos or volumes", nullptr},
       {"sweep", "run datasets x prompts x recipes against the baseline", nullptr},
       {"report", "write training and insights reports", setup_report},
-      {"runs", "list, compare, export and import runs", nullptr},
+      {"runs", "list, compare, export and import runs", setup_runs},
       {"checkpoint", "inspect and convert checkpoints", setup_checkpoint},
       {"bench", "benchmark models, training and data loading", nullptr},
       {"demo", "run the main job end to end", setup_demo},
