@@ -1,5 +1,6 @@
 #include "track/tensorboard.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -14,6 +15,13 @@ namespace iris::track {
 namespace {
 
 namespace fs = std::filesystem;
+
+// Runs read_tensorboard.py on an event folder.
+test::CommandResult read_events(const fs::path& python, const fs::path& folder) {
+  const fs::path script = fs::path(IRIS_SOURCE_DIR) / "tests" / "track" / "read_tensorboard.py";
+  return test::run_command(fmt::format("'{}' '{}' '{}'", python.string(), script.string(),
+                                       folder.string()));
+}
 
 TEST(Crc32c, KnownVectors) {
   EXPECT_EQ(crc32c("123456789"), 0xE3069283u);
@@ -72,10 +80,7 @@ TEST(TensorBoard, TheTensorboardPackageReadsOurScalars) {
     writer.add_scalar("val/dice", 0.625, 5, 1700000010.0);
     writer.add_scalar("neg", -3.25, 1'000'000'000'000, 1700000011.0);  // large step: 6-byte varint
   }
-  const auto r = test::run_command("'" + python.string() + "' '" +
-                                   (fs::path(IRIS_SOURCE_DIR) / "tests/track/read_tensorboard.py")
-                                       .string() +
-                                   "' '" + tb.string() + "'");
+  const auto r = read_events(python, tb);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto j = nlohmann::json::parse(r.output.substr(r.output.find('{')));
   EXPECT_EQ(j["files"].size(), 1u);
@@ -111,12 +116,46 @@ TEST(TensorBoard, ACorruptedRecordFailsTheCrcCheck) {
   std::string bytes = read_file(file);
   bytes[bytes.size() - 6] ^= 0x01;  // inside the last event's float
   write_file_atomic(file, bytes);
-  const auto r = test::run_command("'" + python.string() + "' '" +
-                                   (fs::path(IRIS_SOURCE_DIR) / "tests/track/read_tensorboard.py")
-                                       .string() +
-                                   "' '" + (dir / "tb").string() + "'");
+  const auto r = read_events(python, dir / "tb");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("crc32"), std::string::npos) << r.output;
+}
+
+// `iris train` logs train loss, Dice and learning rate per step and validation loss and Dice per
+// validation into the run folder's tb/.
+TEST(TensorBoard, TrainingWritesScalarsIntoTheRunFolder) {
+  const fs::path python = test::venv_python();
+  if (python.empty()) GTEST_SKIP() << "needs .venv/bin/python with the tensorboard package";
+  if (!fs::exists("/usr/share/mricron/templates/ch2bet.nii.gz")) {
+    GTEST_SKIP() << "mricron-data atlases not installed";
+  }
+  test::TempDir dir;
+  const auto train = test::run_command(
+      test::iris_binary() + " train '" +
+      (fs::path(IRIS_SOURCE_DIR) / "configs/iris/atlas_2d_tiny.yaml").string() +
+      "' --set optim.iterations=4 --set validation.every=2 --set validation.episodes=2" +
+      " --set run.name=tiny --set run.root='" + dir.path().string() + "' --threads 1 -q");
+  ASSERT_EQ(train.exit_code, 0) << train.output;
+  const auto r = read_events(python, dir / "tiny" / "tb");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  const auto& s = j["scalars"];
+  for (const char* tag : {"train/loss", "train/dice", "lr"}) {
+    ASSERT_EQ(s[tag].size(), 4u) << tag;
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(s[tag][i][0], i + 1) << tag;
+  }
+  for (const char* tag : {"val/loss", "val/dice"}) {
+    ASSERT_EQ(s[tag].size(), 2u) << tag;
+    EXPECT_EQ(s[tag][0][0], 2);
+    EXPECT_EQ(s[tag][1][0], 4);
+  }
+  // The same numbers as metrics.jsonl, at float precision.
+  const auto lines = read_complete_lines(dir / "tiny" / "metrics.jsonl");
+  const auto first = nlohmann::json::parse(lines.front());
+  EXPECT_EQ(s["train/loss"][0][1].get<double>(),
+            static_cast<double>(static_cast<float>(first["train/loss"].get<double>())));
+  EXPECT_EQ(s["lr"][0][1].get<double>(),
+            static_cast<double>(static_cast<float>(first["lr"].get<double>())));
 }
 
 }  // namespace
