@@ -62,19 +62,24 @@ std::string runtime_text(const std::optional<double>& seconds) {
 }
 
 std::string budget_text(const RunRecord& r) {
-  if (r.has_max_epochs) return r.max_epochs == 0 ? "0 (baseline)" : fmt::format("{} ep", r.max_epochs);
+  if (r.has_max_epochs)
+    return r.max_epochs == 0 ? "0 (baseline)" : fmt::format("{} ep", r.max_epochs);
   if (r.max_steps) return fmt::format("{} steps", *r.max_steps);
   return "-";
 }
 
-std::string number_text(double v) { return fmt::format("{:.6g}", v); }
+std::string number_text(double v) {
+  return fmt::format("{:.6g}", v);
+}
 
 std::string metric_text(const RunRecord& r, const char* key) {
   const auto v = r.metric(key);
   return v ? fmt::format("{:.4f}", *v) : "-";
 }
 
-std::string or_dash(const std::string& s) { return s.empty() ? "-" : s; }
+std::string or_dash(const std::string& s) {
+  return s.empty() ? "-" : s;
+}
 
 void warn_problems(const track::RunScan& scan) {
   for (const auto& p : scan.problems) spdlog::warn("{}: skipped: {}", p.folder, p.message);
@@ -101,28 +106,29 @@ int run_list(const RunsOptions& o) {
   for (const RunRecord* r : shown) {
     std::vector<std::string> row = {r->folder};
     if (names_differ) row.push_back(r->name);
-    const std::vector<std::string> rest = {
-        r->imported ? r->state + " (imported)" : r->state,
-        or_dash(r->created),
-        runtime_text(r->runtime),
-        or_dash(r->dataset),
-        or_dash(r->prompt_type),
-        or_dash(r->recipe),
-        budget_text(*r),
-        metric_text(*r, track::kDice),
-        metric_text(*r, track::kMiou),
-        metric_text(*r, track::kMae)};
+    const std::vector<std::string> rest = {r->imported ? r->state + " (imported)" : r->state,
+                                           or_dash(r->created),
+                                           runtime_text(r->runtime),
+                                           or_dash(r->dataset),
+                                           or_dash(r->prompt_type),
+                                           or_dash(r->recipe),
+                                           budget_text(*r),
+                                           metric_text(*r, track::kDice),
+                                           metric_text(*r, track::kMiou),
+                                           metric_text(*r, track::kMae)};
     row.insert(row.end(), rest.begin(), rest.end());
     rows.push_back(row);
   }
   if (!shown.empty()) std::cout << format_table(rows);
   std::string index = "no index (built without SQLite)";
-  if (scan.indexed) {
+  if (!fs::is_directory(o.root)) {
+    index = "the folder does not exist yet";
+  } else if (scan.indexed) {
     index = scan.db_written ? fmt::format("runs.db updated ({} folders read)", scan.reread)
                             : "runs.db up to date";
   }
-  std::cout << fmt::format("{} of {} runs in {}; {}\n", shown.size(), scan.runs.size(),
-                           o.root, index);
+  std::cout << fmt::format("{} of {} runs in {}; {}\n", shown.size(), scan.runs.size(), o.root,
+                           index);
   return 0;
 }
 
@@ -140,7 +146,8 @@ int run_show(const RunsOptions& o) {
       {"dataset", or_dash(r.dataset)},
       {"prompt type", or_dash(r.prompt_type)},
       {"recipe", or_dash(r.recipe)},
-      {"trainable modules", r.trainable_modules.empty() ? "-" : fmt::format("{}", fmt::join(r.trainable_modules, ", "))},
+      {"trainable modules",
+       r.trainable_modules.empty() ? "-" : fmt::format("{}", fmt::join(r.trainable_modules, ", "))},
       {"budget", budget_text(r)}};
   std::cout << format_table(head);
   std::cout << "\nconfig:\n";
@@ -149,17 +156,19 @@ int run_show(const RunsOptions& o) {
   std::cout << (config.empty() ? "  (none)\n" : format_table(config));
   std::cout << "\nsummary:\n";
   std::vector<std::vector<std::string>> summary;
-  for (const auto& [metric, key] : {std::pair{track::kDice, "eval/Dice"},
-                                    std::pair{track::kMiou, "eval/mIoU"},
-                                    std::pair{track::kMae, "eval/MAE"}}) {
-    if (const auto v = r.metric(metric)) summary.push_back({"  " + std::string(key), fmt::format("{}", *v)});
+  for (const auto& [metric, key] :
+       {std::pair{track::kDice, "eval/Dice"}, std::pair{track::kMiou, "eval/mIoU"},
+        std::pair{track::kMae, "eval/MAE"}}) {
+    if (const auto v = r.metric(metric))
+      summary.push_back({"  " + std::string(key), fmt::format("{}", *v)});
   }
   for (const auto& [k, v] : r.summary) summary.push_back({"  " + k, fmt::format("{}", v)});
   std::cout << (summary.empty() ? "  (none)\n" : format_table(summary));
   std::cout << "\nlast metrics (metrics.jsonl):\n";
   std::vector<std::vector<std::string>> last;
   for (const auto& [k, m] : track::last_metrics(folder)) {
-    last.push_back({"  " + k, number_text(m.value), m.step >= 0 ? fmt::format("step {}", m.step) : ""});
+    last.push_back(
+        {"  " + k, number_text(m.value), m.step >= 0 ? fmt::format("step {}", m.step) : ""});
   }
   std::cout << (last.empty() ? "  (none)\n" : format_table(last));
   return 0;
@@ -188,9 +197,9 @@ int run_compare(const RunsOptions& o) {
   add("recipe", [&](std::size_t i) { return or_dash(runs[i].recipe); });
   add("budget", [&](std::size_t i) { return budget_text(runs[i]); });
   add("runtime", [&](std::size_t i) { return runtime_text(runs[i].runtime); });
-  for (const auto& [metric, key] : {std::pair{track::kDice, "eval/Dice"},
-                                    std::pair{track::kMiou, "eval/mIoU"},
-                                    std::pair{track::kMae, "eval/MAE"}}) {
+  for (const auto& [metric, key] :
+       {std::pair{track::kDice, "eval/Dice"}, std::pair{track::kMiou, "eval/mIoU"},
+        std::pair{track::kMae, "eval/MAE"}}) {
     add(key, [&, metric = metric](std::size_t i) { return metric_text(runs[i], metric); });
   }
   std::set<std::string> summary_keys, last_keys, config_keys;
@@ -245,7 +254,8 @@ int run_export(const RunsOptions& o) {
 
 int run_import(const RunsOptions& o) {
   const auto overrides = track::parse_column_overrides(o.columns);
-  const track::RunTable table = track::read_wandb_csv(o.file, overrides, track::RoleCheck::kNameOnly);
+  const track::RunTable table =
+      track::read_wandb_csv(o.file, overrides, track::RoleCheck::kNameOnly);
   const track::RunStore store(o.root);
   const auto result = store.import_runs(table, o.file);
   store.scan();  // index the new folders now

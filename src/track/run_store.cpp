@@ -1,10 +1,10 @@
 #include "track/run_store.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -39,8 +39,7 @@ std::string lower(std::string s) {
 }
 
 double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // Modification time in nanoseconds since the epoch; 0 when the file does not exist.
@@ -62,8 +61,8 @@ std::string iso_utc(double seconds) {
 // A folder as the store keeps it: the record plus what staleness and state need.
 struct FolderRow {
   RunRecord record;
-  std::int64_t stamp_ns = 0;  // newest modification of the folder's files
-  double started_s = 0;       // when config.yaml was written
+  std::int64_t stamp_ns = 0;   // newest modification of the folder's files
+  double started_s = 0;        // when config.yaml was written
   bool derived_state = false;  // state inferred from file times, not written by the run
   std::int64_t order = 0;      // line in the import source; keeps imported runs in file order
 };
@@ -176,7 +175,8 @@ std::vector<std::string> as_list(const std::string& text) {
   std::vector<std::string> out;
   const auto j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_array()) {
-    for (const auto& item : j) out.push_back(item.is_string() ? item.get<std::string>() : item.dump());
+    for (const auto& item : j)
+      out.push_back(item.is_string() ? item.get<std::string>() : item.dump());
   } else if (!text.empty()) {
     out.push_back(text);
   }
@@ -216,13 +216,14 @@ FolderRow read_folder_row(const fs::path& folder) {
     const std::string* v = config_value(r.config, keys);
     return v ? *v : std::string();
   };
-  r.dataset = text({"data_module.data.name", "data.name", "dataset", "data.dataset",
-                    "data.label_map"});
-  r.prompt_type = text({"module.model.prompt_type", "model.prompt_type", "prompt_type", "prompt",
-                        "prompt.type"});
+  r.dataset =
+      text({"data_module.data.name", "data.name", "dataset", "data.dataset", "data.label_map"});
+  r.prompt_type = text(
+      {"module.model.prompt_type", "model.prompt_type", "prompt_type", "prompt", "prompt.type"});
   r.trainable_modules = as_list(text({"module.model.trainable_modules", "model.trainable_modules",
                                       "trainable_modules", "recipe.trainable_modules"}));
-  const std::string epochs = text({"trainer.max_epochs", "max_epochs", "epochs", "train.max_epochs"});
+  const std::string epochs =
+      text({"trainer.max_epochs", "max_epochs", "epochs", "train.max_epochs"});
   const auto e = as_number(epochs);
   r.has_max_epochs = e && *e >= 0 && std::floor(*e) == *e;
   r.max_epochs = r.has_max_epochs ? static_cast<int>(*e) : 0;
@@ -471,8 +472,8 @@ void write_db(const fs::path& path, const std::vector<FolderRow>& rows) {
         run.text(7, r.prompt_type);
         run.text(8, r.recipe);
         run.text(9, nlohmann::json(r.trainable_modules).dump());
-        run.integer(10, r.has_max_epochs ? std::optional<std::int64_t>(r.max_epochs)
-                                         : std::nullopt);
+        run.integer(10,
+                    r.has_max_epochs ? std::optional<std::int64_t>(r.max_epochs) : std::nullopt);
         run.integer(11, r.max_steps);
         run.integer(12, r.is_baseline);
         run.integer(13, r.imported);
@@ -542,7 +543,8 @@ bool RunFilter::matches(const RunRecord& run) const {
          (recipe.empty() || run.recipe == recipe) && (state.empty() || run.state == state);
 }
 
-std::map<std::string, std::string> flatten_yaml(const std::string& text, const std::string& source) {
+std::map<std::string, std::string> flatten_yaml(const std::string& text,
+                                                const std::string& source) {
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -571,7 +573,8 @@ std::string nest_yaml(const std::map<std::string, std::string>& flat) {
       if (dot == std::string::npos) break;
       start = dot + 1;
     }
-    bool nested = std::none_of(parts.begin(), parts.end(), [](const std::string& p) { return p.empty(); });
+    bool nested =
+        std::none_of(parts.begin(), parts.end(), [](const std::string& p) { return p.empty(); });
     if (nested) {
       YAML::Node node = root;
       for (std::size_t i = 0; i + 1 < parts.size() && nested; ++i) {
@@ -605,7 +608,9 @@ bool is_run_folder(const fs::path& folder) {
   return false;
 }
 
-RunRecord read_run_folder(const fs::path& folder) { return read_folder_row(folder).record; }
+RunRecord read_run_folder(const fs::path& folder) {
+  return read_folder_row(folder).record;
+}
 
 std::map<std::string, LastMetric> last_metrics(const fs::path& folder) {
   std::map<std::string, LastMetric> out;
@@ -730,9 +735,9 @@ RunRecord RunStore::find(const std::string& name) const {
                                                               "here",
                                                               name)));
   }
-  throw InputError(file_message(root_.string(),
-                                fmt::format("no run '{}'; closest: {}", name,
-                                            fmt::join(closest_names(name, names, 3), ", "))));
+  throw InputError(
+      file_message(root_.string(), fmt::format("no run '{}'; closest: {}", name,
+                                               fmt::join(closest_names(name, names, 3), ", "))));
 }
 
 ImportResult RunStore::import_runs(const RunTable& table, const std::string& source) const {
@@ -780,7 +785,8 @@ ImportResult RunStore::import_runs(const RunTable& table, const std::string& sou
       continue;
     }
     std::string folder = folder_name_for(run.name);
-    for (int n = 2; taken.count(folder); ++n) folder = fmt::format("{}-{}", folder_name_for(run.name), n);
+    for (int n = 2; taken.count(folder); ++n)
+      folder = fmt::format("{}-{}", folder_name_for(run.name), n);
     taken.insert(folder);
     const RunDir dir = RunDir::open(root_, folder, RunDir::Mode::kCreate);
     dir.write_config(nest_yaml(config));

@@ -35,9 +35,9 @@ struct StoreProblem {
 struct RunScan {
   std::vector<RunRecord> runs;  // ordered by creation time, then folder name
   std::vector<StoreProblem> problems;
-  bool indexed = false;        // runs.db is in use (SQLite built in)
-  std::size_t reread = 0;      // folders read from disk rather than from runs.db
-  bool db_written = false;     // runs.db was (re)written by this scan
+  bool indexed = false;     // runs.db is in use (SQLite built in)
+  std::size_t reread = 0;   // folders read from disk rather than from runs.db
+  bool db_written = false;  // runs.db was (re)written by this scan
 };
 
 struct ImportResult {

@@ -29,14 +29,14 @@ struct RunRecord {
   std::size_t line = 0;                   // source line, 0 when not from a file
 
   // What run folders and full W&B exports carry beyond the study's columns; empty otherwise.
-  std::string state;                       // finished | running | crashed | failed | killed
-  std::string created;                     // ISO 8601, UTC
-  std::optional<double> runtime;           // seconds
-  std::optional<std::int64_t> max_steps;   // step budget of step-based training
-  bool imported = false;                   // created by `iris runs import`
-  std::string folder;                      // run folder name (unique; `name` may repeat)
-  std::map<std::string, std::string> config;   // dotted key -> value text, lists as JSON
-  std::map<std::string, double> summary;       // numeric summary values besides `metrics`
+  std::string state;                          // finished | running | crashed | failed | killed
+  std::string created;                        // ISO 8601, UTC
+  std::optional<double> runtime;              // seconds
+  std::optional<std::int64_t> max_steps;      // step budget of step-based training
+  bool imported = false;                      // created by `iris runs import`
+  std::string folder;                         // run folder name (unique; `name` may repeat)
+  std::map<std::string, std::string> config;  // dotted key -> value text, lists as JSON
+  std::map<std::string, double> summary;      // numeric summary values besides `metrics`
 
   bool has_module(const std::string& module) const;
   bool has_memory() const { return has_module("memory_encoder"); }

@@ -26,7 +26,9 @@ std::array<std::uint32_t, 256> make_crc_table() {
   return table;
 }
 
-std::uint32_t mask(std::uint32_t crc) { return ((crc >> 15) | (crc << 17)) + kMaskDelta; }
+std::uint32_t mask(std::uint32_t crc) {
+  return ((crc >> 15) | (crc << 17)) + kMaskDelta;
+}
 
 void put_le(std::string& out, std::uint64_t value, int bytes) {
   for (int i = 0; i < bytes; ++i) out += static_cast<char>((value >> (8 * i)) & 0xff);
@@ -80,8 +82,7 @@ constexpr int kTag = 1, kSimpleValue = 2;
 }
 
 double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 std::string host_name() {
@@ -103,7 +104,9 @@ std::uint32_t crc32c(std::string_view data) {
   return crc ^ 0xffffffffu;
 }
 
-std::uint32_t masked_crc32c(std::string_view data) { return mask(crc32c(data)); }
+std::uint32_t masked_crc32c(std::string_view data) {
+  return mask(crc32c(data));
+}
 
 std::string tfrecord(std::string_view data) {
   std::string length;

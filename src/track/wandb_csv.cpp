@@ -130,8 +130,8 @@ std::map<std::string, int> map_columns(const std::vector<std::string>& header,
 
 // W&B bookkeeping columns that are neither config nor summary.
 bool is_bookkeeping_column(const std::string& name) {
-  static const char* const kNames[] = {"notes", "user", "tags", "sweep", "group", "job type",
-                                       "id", "hostname", "commit", "github"};
+  static const char* const kNames[] = {"notes",    "user", "tags",     "sweep",  "group",
+                                       "job type", "id",   "hostname", "commit", "github"};
   const std::string n = lower(trim(name));
   return std::any_of(std::begin(kNames), std::end(kNames), [&](const char* k) { return n == k; });
 }
@@ -221,12 +221,12 @@ RunTable parse_wandb_csv(const std::string& text, const std::string& source,
   for (std::size_t i = 0; i < csv.header.size(); ++i) {
     if (extra[i] == Extra::kSkip) continue;
     const std::string h = lower(trim(csv.header[i]));
-    extra[i] = h == "state"                          ? Extra::kState
-               : h == "created"                      ? Extra::kCreated
-               : h == "runtime"                      ? Extra::kRuntime
-               : h.find('/') != std::string::npos    ? Extra::kSummary
+    extra[i] = h == "state"                            ? Extra::kState
+               : h == "created"                        ? Extra::kCreated
+               : h == "runtime"                        ? Extra::kRuntime
+               : h.find('/') != std::string::npos      ? Extra::kSummary
                : is_bookkeeping_column(h) || h.empty() ? Extra::kSkip
-                                                     : Extra::kConfig;
+                                                       : Extra::kConfig;
   }
   RunTable table;
   table.source = source;
@@ -346,7 +346,8 @@ std::string format_full_csv(const RunTable& table, bool recipe_column) {
   };
   for (const RunRecord& run : table.runs) {
     std::vector<std::string> fields = {run.name, run.state, run.created, number(run.runtime)};
-    for (const auto& [metric, column] : kMetricColumns) fields.push_back(number(run.metric(metric)));
+    for (const auto& [metric, column] : kMetricColumns)
+      fields.push_back(number(run.metric(metric)));
     for (const auto& key : summary_keys) {
       const auto it = run.summary.find(key);
       fields.push_back(it == run.summary.end() ? std::string() : number(it->second));

@@ -263,7 +263,8 @@ TrainResult train_iris(const IrisTrainConfig& config) {
       const auto row = validate(step);
       run.append_metrics(row);
       const double dice = row["val/dice"].get<double>();
-      tensorboard.add_scalars({{"val/loss", row["val/loss"].get<double>()}, {"val/dice", dice}}, step);
+      tensorboard.add_scalars({{"val/loss", row["val/loss"].get<double>()}, {"val/dice", dice}},
+                              step);
       if (dice > best) {
         best = dice;
         result.best_validation_dice = dice;

@@ -34,7 +34,9 @@ std::string row_text(const RunRecord& r) {
                       {"state", r.state},
                       {"created", r.created},
                       // A running run's runtime grows between scans.
-                      {"runtime", r.state == "running" ? -2.0 : r.runtime ? *r.runtime : -1.0},
+                      {"runtime", r.state == "running" ? -2.0
+                                  : r.runtime          ? *r.runtime
+                                                       : -1.0},
                       {"imported", r.imported},
                       {"metrics", r.metrics},
                       {"config", r.config},
@@ -58,7 +60,8 @@ void make_runs(const fs::path& root) {
   test::make_study_run(root, "endovis_box_mem+md__2", "endovis", "box",
                        "[memory_encoder, memory_attention, mask_decoder]", 30, 0.75, 0.6, 1.5);
   const RunDir iris = RunDir::open(root, "iris-atlas");
-  iris.write_config("run:\n  name: iris-atlas\ndata:\n  label_map: aal\noptim:\n  iterations: 300\n");
+  iris.write_config(
+      "run:\n  name: iris-atlas\ndata:\n  label_map: aal\noptim:\n  iterations: 300\n");
   iris.write_summary({{"model", "iris"}, {"best/val_dice", 0.5}, {"time/seconds", 12.5}});
   const RunDir running = RunDir::open(root, "still-running");
   running.write_config("optim:\n  iterations: 10\n");
@@ -88,7 +91,8 @@ TEST(RunStore, ReadsRunFoldersIntoRecords) {
   EXPECT_EQ(trained.dataset, "kvasir");
   EXPECT_EQ(trained.prompt_type, "point");
   EXPECT_EQ(trained.recipe, "md+pe");
-  EXPECT_EQ(trained.trainable_modules, (std::vector<std::string>{"mask_decoder", "prompt_encoder"}));
+  EXPECT_EQ(trained.trainable_modules,
+            (std::vector<std::string>{"mask_decoder", "prompt_encoder"}));
   EXPECT_EQ(trained.max_epochs, 30);
   EXPECT_FALSE(trained.is_baseline);
   EXPECT_EQ(*trained.metric(kDice), 0.1 + 0.2);  // exact

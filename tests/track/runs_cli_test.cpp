@@ -86,8 +86,8 @@ TEST(RunsCli, ShowAndCompare) {
 TEST(RunsCli, ExportImportRoundTripAndInsightsFromRuns) {
   test::TempDir dir;
   make_study(dir / "runs");
-  const auto exp = run_command(runs_cmd("export --out '" + (dir / "e.csv").string() + "'",
-                                        dir / "runs"));
+  const auto exp =
+      run_command(runs_cmd("export --out '" + (dir / "e.csv").string() + "'", dir / "runs"));
   ASSERT_EQ(exp.exit_code, 0) << exp.output;
   const std::string csv = read_file(dir / "e.csv");
   const auto table = track::parse_csv(csv, "e.csv");
@@ -107,7 +107,8 @@ TEST(RunsCli, ExportImportRoundTripAndInsightsFromRuns) {
   const auto imp = run_command(runs_cmd("import '" + (dir / "e.csv").string() + "'", dir / "copy"));
   ASSERT_EQ(imp.exit_code, 0) << imp.output;
   EXPECT_NE(imp.output.find("imported 7 runs"), std::string::npos) << imp.output;
-  const auto again = run_command(runs_cmd("import '" + (dir / "e.csv").string() + "'", dir / "copy"));
+  const auto again =
+      run_command(runs_cmd("import '" + (dir / "e.csv").string() + "'", dir / "copy"));
   EXPECT_NE(again.output.find("imported 0 runs"), std::string::npos) << again.output;
   EXPECT_NE(again.output.find("7 already imported"), std::string::npos) << again.output;
   const auto list = run_command(runs_cmd("list", dir / "copy"));
@@ -128,7 +129,8 @@ TEST(RunsCli, ExportImportRoundTripAndInsightsFromRuns) {
     EXPECT_EQ(json.at("counts").at("baselines"), 2) << root;
   }
   auto report_json = [&](const char* root) {
-    auto json = nlohmann::json::parse(read_file(dir / (std::string("report-") + root) / "insights.json"));
+    auto json =
+        nlohmann::json::parse(read_file(dir / (std::string("report-") + root) / "insights.json"));
     json.erase("source");
     return json;
   };
@@ -138,22 +140,22 @@ TEST(RunsCli, ExportImportRoundTripAndInsightsFromRuns) {
 TEST(RunsCli, ImportErrors) {
   test::TempDir dir;
   write_file_atomic(dir / "no-name.csv", "\"Run name\",\"eval/Dice\"\n\"a\",\"0.5\"\n");
-  const auto missing = run_command(runs_cmd("import '" + (dir / "no-name.csv").string() + "'",
-                                            dir / "runs"));
+  const auto missing =
+      run_command(runs_cmd("import '" + (dir / "no-name.csv").string() + "'", dir / "runs"));
   EXPECT_EQ(missing.exit_code, 3) << missing.output;
   EXPECT_NE(missing.output.find("no-name.csv: missing required column 'Name'"), std::string::npos)
       << missing.output;
   EXPECT_NE(missing.output.find("--column name=NAME"), std::string::npos) << missing.output;
-  const auto mapped =
-      run_command(runs_cmd("import '" + (dir / "no-name.csv").string() + "' --column 'name=Run name'",
-                           dir / "runs"));
+  const auto mapped = run_command(runs_cmd(
+      "import '" + (dir / "no-name.csv").string() + "' --column 'name=Run name'", dir / "runs"));
   EXPECT_EQ(mapped.exit_code, 0) << mapped.output;
   write_file_atomic(dir / "bad.csv", "\"Name\",\"eval/Dice\"\n\"a\",\"high\"\n");
-  const auto bad = run_command(runs_cmd("import '" + (dir / "bad.csv").string() + "'", dir / "runs"));
+  const auto bad =
+      run_command(runs_cmd("import '" + (dir / "bad.csv").string() + "'", dir / "runs"));
   EXPECT_EQ(bad.exit_code, 3) << bad.output;
   EXPECT_NE(bad.output.find("column 'eval/Dice' has 'high'"), std::string::npos) << bad.output;
-  const auto usage = run_command(runs_cmd("import '" + (dir / "bad.csv").string() + "' --column x",
-                                          dir / "runs"));
+  const auto usage =
+      run_command(runs_cmd("import '" + (dir / "bad.csv").string() + "' --column x", dir / "runs"));
   EXPECT_EQ(usage.exit_code, 2) << usage.output;
 }
 

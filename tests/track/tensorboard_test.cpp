@@ -19,8 +19,8 @@ namespace fs = std::filesystem;
 // Runs read_tensorboard.py on an event folder.
 test::CommandResult read_events(const fs::path& python, const fs::path& folder) {
   const fs::path script = fs::path(IRIS_SOURCE_DIR) / "tests" / "track" / "read_tensorboard.py";
-  return test::run_command(fmt::format("'{}' '{}' '{}'", python.string(), script.string(),
-                                       folder.string()));
+  return test::run_command(
+      fmt::format("'{}' '{}' '{}'", python.string(), script.string(), folder.string()));
 }
 
 TEST(Crc32c, KnownVectors) {
@@ -55,13 +55,18 @@ TEST(TfRecord, FramesLengthDataAndChecksums) {
 TEST(TensorBoard, EventProtoBytes) {
   // wall_time 1.0 (fixed64), step 3 (varint), summary{value{tag "a", simple_value 0.5f}}.
   const std::string e = scalars_event(1.0, 3, {{"a", 0.5f}});
-  const std::string expected("\x09\x00\x00\x00\x00\x00\x00\xf0\x3f"
-                             "\x10\x03"
-                             "\x2a\x0a\x0a\x08\x0a\x01" "a" "\x15\x00\x00\x00\x3f",
-                             9 + 2 + 12);
+  const std::string expected(
+      "\x09\x00\x00\x00\x00\x00\x00\xf0\x3f"
+      "\x10\x03"
+      "\x2a\x0a\x0a\x08\x0a\x01"
+      "a"
+      "\x15\x00\x00\x00\x3f",
+      9 + 2 + 12);
   EXPECT_EQ(e, expected);
   const std::string v = file_version_event(0.0);
-  EXPECT_NE(v.find("\x1a\x0d" "brain.Event:2"), std::string::npos);
+  EXPECT_NE(v.find("\x1a\x0d"
+                   "brain.Event:2"),
+            std::string::npos);
 }
 
 TEST(TensorBoard, TheTensorboardPackageReadsOurScalars) {
