@@ -694,6 +694,8 @@ RunScan RunStore::scan(bool rebuild) const {
       scan.problems.push_back({db_path().filename().string(), e.what()});
     }
   }
+#else
+  (void)changed;
 #endif
   std::sort(rows.begin(), rows.end(), row_order);
   for (auto& row : rows) scan.runs.push_back(std::move(row.record));
