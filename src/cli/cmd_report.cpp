@@ -4,11 +4,13 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include "core/error.h"
 #include "report/insights_writer.h"
+#include "track/run_store.h"
 #include "track/wandb_csv.h"
 
 namespace iris::cli {
@@ -24,17 +26,24 @@ struct InsightsOptions {
 };
 
 int run_insights(const InsightsOptions& o) {
+  track::RunTable runs;
   if (!o.runs.empty()) {
-    throw NotAvailableError(
-        "'iris report insights --runs' is not available yet: run folders do not hold evaluation "
-        "results yet; "
-        "export the runs from W&B and pass --csv FILE");
+    if (!std::filesystem::is_directory(o.runs)) {
+      throw InputError(file_message(o.runs, "no such runs folder"));
+    }
+    const track::RunScan scan = track::RunStore(o.runs).scan();
+    for (const auto& p : scan.problems) spdlog::warn("{}: skipped: {}", p.folder, p.message);
+    runs = track::to_run_table(scan.runs, o.runs);
+  } else {
+    runs = track::read_wandb_csv(o.csv, track::parse_column_overrides(o.columns));
   }
-  const auto overrides = track::parse_column_overrides(o.columns);
-  const track::RunTable runs = track::read_wandb_csv(o.csv, overrides);
   const report::InsightsReport rep = report::build_insights_report(runs);
   for (const auto& e : rep.insights.excluded) {
-    spdlog::warn("{}: line {}, run '{}' excluded: {}", o.csv, e.line, e.name, e.reason);
+    if (e.line > 0) {
+      spdlog::warn("{}: line {}, run '{}' excluded: {}", runs.source, e.line, e.name, e.reason);
+    } else {
+      spdlog::warn("{}: run '{}' excluded: {}", runs.source, e.name, e.reason);
+    }
   }
   const auto files = report::write_insights_report(rep, o.out, {!o.no_plots});
   std::cout << fmt::format("wrote {}\nwrote {}\nwrote {}\n", files.markdown.string(),
@@ -53,7 +62,7 @@ std::function<int()> setup_report(CLI::App& app, const GlobalOptions&) {
       "insights",
       "tables, conclusions and plots of a fine-tuning study against its epoch-0 baselines");
   auto* csv = insights->add_option("--csv", options->csv, "W&B CSV export of the runs");
-  auto* runs = insights->add_option("--runs", options->runs, "runs folder (not available yet)");
+  auto* runs = insights->add_option("--runs", options->runs, "runs folder (see `iris runs list`)");
   csv->excludes(runs);
   insights->add_option("--out", options->out, "folder for insights.md/.html/.json and the plots")
       ->required();

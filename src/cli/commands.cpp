@@ -10,6 +10,7 @@
 #include "cli/cmd_demo.h"
 #include "cli/cmd_predict.h"
 #include "cli/cmd_report.h"
+#include "cli/cmd_runs.h"
 #include "cli/cmd_sam2.h"
 #include "cli/cmd_train.h"
 #include "core/doctor.h"
@@ -56,7 +57,7 @@ const std::vector<Command>& command_table() {
       {"predict", "segment images, videos or volumes", setup_predict},
       {"sweep", "run datasets x prompts x recipes against the baseline", nullptr},
       {"report", "write training and insights reports", setup_report},
-      {"runs", "list, compare, export and import runs", nullptr},
+      {"runs", "list, compare, export and import runs", setup_runs},
       {"checkpoint", "inspect and convert checkpoints", setup_checkpoint},
       {"sam2", "SAM2 tools: verify parity with the official implementation", setup_sam2},
       {"bench", "benchmark models, training and data loading", setup_bench},

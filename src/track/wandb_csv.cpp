@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <optional>
+#include <set>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -83,8 +84,8 @@ std::vector<std::string> parse_module_list(const std::string& text, const std::s
 
 // Column index per role; -1 when an optional role is absent.
 std::map<std::string, int> map_columns(const std::vector<std::string>& header,
-                                       const std::string& source,
-                                       const ColumnOverrides& overrides) {
+                                       const std::string& source, const ColumnOverrides& overrides,
+                                       RoleCheck check) {
   std::map<std::string, int> index;
   auto find = [&](const std::string& name) -> int {
     for (std::size_t i = 0; i < header.size(); ++i) {
@@ -114,7 +115,9 @@ std::map<std::string, int> map_columns(const std::vector<std::string>& header,
       }
       tried = fmt::format("{}", fmt::join(names, " or "));
     }
-    if (at < 0 && role.required) {
+    const bool required =
+        role.required && (check == RoleCheck::kStudy || std::string(role.role) == "name");
+    if (at < 0 && required) {
       throw InputError(file_message(
           source, fmt::format("missing required column {} ({}); the header has: {}. Map another "
                               "column with --column {}=NAME",
@@ -123,6 +126,38 @@ std::map<std::string, int> map_columns(const std::vector<std::string>& header,
     index[role.role] = at;
   }
   return index;
+}
+
+// W&B bookkeeping columns that are neither config nor summary.
+bool is_bookkeeping_column(const std::string& name) {
+  static const char* const kNames[] = {"notes",    "user", "tags",     "sweep",  "group",
+                                       "job type", "id",   "hostname", "commit", "github"};
+  const std::string n = lower(trim(name));
+  return std::any_of(std::begin(kNames), std::end(kNames), [&](const char* k) { return n == k; });
+}
+
+// Summary keys of the three metrics in our exports.
+constexpr std::pair<const char*, const char*> kMetricColumns[] = {
+    {kDice, "eval/Dice"}, {kMae, "eval/MAE"}, {kMiou, "eval/mIoU"}};
+
+// The study's config columns, written from the record's fields.
+constexpr const char* kStudyConfigColumns[] = {"module.model.prompt_type",
+                                               "module.model.trainable_modules",
+                                               "data_module.data.name", "trainer.max_epochs"};
+
+// A config key that parse_wandb_csv would take as a role column, so exports leave it out.
+bool is_role_spelling(const std::string& key) {
+  for (const ColumnRole& role : column_roles()) {
+    for (const char* name : role.defaults) {
+      if (lower(key) == lower(name)) return true;
+    }
+  }
+  return false;
+}
+
+bool has_extras(const RunRecord& run) {
+  return !run.state.empty() || !run.created.empty() || run.runtime || !run.config.empty() ||
+         !run.summary.empty() || !run.has_max_epochs;
 }
 
 }  // namespace
@@ -174,9 +209,25 @@ ColumnOverrides parse_column_overrides(const std::vector<std::string>& entries) 
 }
 
 RunTable parse_wandb_csv(const std::string& text, const std::string& source,
-                         const ColumnOverrides& overrides) {
+                         const ColumnOverrides& overrides, RoleCheck check) {
   const CsvTable csv = parse_csv(text, source);
-  const auto col = map_columns(csv.header, source, overrides);
+  const auto col = map_columns(csv.header, source, overrides, check);
+  // Columns no role claimed carry the extras.
+  enum class Extra { kState, kCreated, kRuntime, kSummary, kConfig, kSkip };
+  std::vector<Extra> extra(csv.header.size(), Extra::kConfig);
+  for (const auto& [role, at] : col) {
+    if (at >= 0) extra[static_cast<std::size_t>(at)] = Extra::kSkip;
+  }
+  for (std::size_t i = 0; i < csv.header.size(); ++i) {
+    if (extra[i] == Extra::kSkip) continue;
+    const std::string h = lower(trim(csv.header[i]));
+    extra[i] = h == "state"                            ? Extra::kState
+               : h == "created"                        ? Extra::kCreated
+               : h == "runtime"                        ? Extra::kRuntime
+               : h.find('/') != std::string::npos      ? Extra::kSummary
+               : is_bookkeeping_column(h) || h.empty() ? Extra::kSkip
+                                                       : Extra::kConfig;
+  }
   RunTable table;
   table.source = source;
   for (const CsvRecord& rec : csv.records) {
@@ -206,26 +257,116 @@ RunTable parse_wandb_csv(const std::string& text, const std::string& source,
     }
     const std::string epochs = field("max_epochs");
     const auto e = parse_double(epochs);
-    if (!e || *e < 0 || std::floor(*e) != *e) {
+    if (check == RoleCheck::kNameOnly && is_missing_value(epochs)) {
+      run.has_max_epochs = false;
+    } else if (!e || *e < 0 || std::floor(*e) != *e) {
       throw InputError(file_message(
           source, fmt::format("line {}, run '{}': column '{}' has '{}', expected a whole number of "
                               "epochs (0 for a baseline)",
                               rec.line, run.name, csv.header[col.at("max_epochs")], epochs)));
     }
-    run.max_epochs = static_cast<int>(*e);
-    run.is_baseline = run.max_epochs == 0;
+    if (run.has_max_epochs) run.max_epochs = static_cast<int>(*e);
+    run.is_baseline = run.has_max_epochs && run.max_epochs == 0;
     run.trainable_modules =
         parse_module_list(field("trainable_modules"), source, rec.line, run.name);
     run.recipe = trim(field("recipe"));
     if (run.recipe.empty()) run.recipe = recipe_from_name(run.name, run.dataset, run.prompt_type);
+    for (std::size_t i = 0; i < extra.size(); ++i) {
+      const std::string cell = trim(rec.fields[i]);
+      if (extra[i] == Extra::kSkip || is_missing_value(cell)) continue;
+      const std::string& column = csv.header[i];
+      switch (extra[i]) {
+        case Extra::kState:
+          run.state = cell;
+          break;
+        case Extra::kCreated:
+          run.created = cell;
+          break;
+        case Extra::kRuntime:
+        case Extra::kSummary: {
+          const auto value = parse_double(cell);
+          if (!value) {
+            if (extra[i] == Extra::kSummary) break;  // text summaries are not tracked
+            throw InputError(file_message(
+                source, fmt::format("line {}, run '{}': column '{}' has '{}', expected seconds",
+                                    rec.line, run.name, column, cell)));
+          }
+          if (extra[i] == Extra::kRuntime) {
+            run.runtime = *value;
+          } else {
+            run.summary[trim(column)] = *value;
+          }
+          break;
+        }
+        case Extra::kConfig:
+          run.config[trim(column)] = cell;
+          break;
+        case Extra::kSkip:
+          break;
+      }
+    }
     table.runs.push_back(std::move(run));
   }
   return table;
 }
 
-RunTable read_wandb_csv(const std::filesystem::path& path, const ColumnOverrides& overrides) {
-  return parse_wandb_csv(read_file(path), path.string(), overrides);
+RunTable read_wandb_csv(const std::filesystem::path& path, const ColumnOverrides& overrides,
+                        RoleCheck check) {
+  return parse_wandb_csv(read_file(path), path.string(), overrides, check);
 }
+
+namespace {
+
+// W&B's full runs-table layout, for runs that carry more than the study's columns.
+std::string format_full_csv(const RunTable& table, bool recipe_column) {
+  std::set<std::string> summary_keys, config_keys;
+  for (const RunRecord& run : table.runs) {
+    for (const auto& [key, value] : run.summary) {
+      if (key.find('/') != std::string::npos) summary_keys.insert(key);
+    }
+    for (const auto& [key, value] : run.config) {
+      const std::string k = lower(key);
+      if (is_role_spelling(key) || is_bookkeeping_column(key) || k == "state" || k == "created" ||
+          k == "runtime" || key.find('/') != std::string::npos) {
+        continue;
+      }
+      config_keys.insert(key);
+    }
+  }
+  for (const auto& [metric, column] : kMetricColumns) summary_keys.erase(column);
+  std::vector<std::string> header = {"Name", "State", "Created", "Runtime"};
+  for (const auto& [metric, column] : kMetricColumns) header.push_back(column);
+  header.insert(header.end(), summary_keys.begin(), summary_keys.end());
+  header.insert(header.end(), std::begin(kStudyConfigColumns), std::end(kStudyConfigColumns));
+  header.insert(header.end(), config_keys.begin(), config_keys.end());
+  if (recipe_column) header.push_back("recipe");
+  std::string out = csv_line(header);
+  auto number = [](std::optional<double> v) {
+    return v ? fmt::format("{}", *v) : std::string();  // shortest text that round-trips
+  };
+  for (const RunRecord& run : table.runs) {
+    std::vector<std::string> fields = {run.name, run.state, run.created, number(run.runtime)};
+    for (const auto& [metric, column] : kMetricColumns)
+      fields.push_back(number(run.metric(metric)));
+    for (const auto& key : summary_keys) {
+      const auto it = run.summary.find(key);
+      fields.push_back(it == run.summary.end() ? std::string() : number(it->second));
+    }
+    fields.push_back(run.prompt_type);
+    fields.push_back(nlohmann::json(run.trainable_modules).dump());
+    fields.push_back(run.dataset);
+    fields.push_back(run.has_max_epochs ? std::to_string(run.max_epochs) : std::string());
+    for (const auto& key : config_keys) {
+      const auto it = run.config.find(key);
+      fields.push_back(it == run.config.end() ? std::string() : it->second);
+    }
+    if (recipe_column) fields.push_back(run.recipe);
+    out += csv_line(fields);
+  }
+  return out;
+}
+
+}  // namespace
 
 std::string format_wandb_csv(const RunTable& table) {
   // The study's columns; a "recipe" column only when some recipe cannot be read back from the
@@ -242,6 +383,9 @@ std::string format_wandb_csv(const RunTable& table) {
                                      "module.model.trainable_modules",
                                      "data_module.data.name",
                                      "trainer.max_epochs"};
+  if (std::any_of(table.runs.begin(), table.runs.end(), has_extras)) {
+    return format_full_csv(table, recipe_column);
+  }
   if (recipe_column) header.push_back("recipe");
   std::string out = csv_line(header);
   auto metric = [](const RunRecord& run, const char* key) {

@@ -28,17 +28,29 @@ const std::vector<ColumnRole>& column_roles();
 using ColumnOverrides = std::map<std::string, std::string>;
 ColumnOverrides parse_column_overrides(const std::vector<std::string>& entries);
 
+// kStudy requires every required role (what the insights report needs); kNameOnly only the run
+// name, for importing runs whose exports lack study columns (an empty or absent max_epochs then
+// means "no epoch budget": has_max_epochs false, not a baseline).
+enum class RoleCheck { kStudy, kNameOnly };
+
 // Parses the text of a W&B export. `source` names the file in messages. Throws InputError naming
 // the file, line and run for a missing required column, a non-numeric metric or max_epochs, or an
 // unreadable module list. An empty or NaN metric cell means "no value" (a crashed or unfinished
-// run) and leaves the metric out of RunRecord::metrics.
+// run) and leaves the metric out of RunRecord::metrics. Columns beyond the roles fill the
+// record's extras: State, Created, Runtime; names with '/' are numeric summary values; W&B's
+// bookkeeping columns (Notes, User, Tags, ...) are skipped; the rest are config values.
 RunTable parse_wandb_csv(const std::string& text, const std::string& source,
-                         const ColumnOverrides& overrides = {});
-RunTable read_wandb_csv(const std::filesystem::path& path, const ColumnOverrides& overrides = {});
+                         const ColumnOverrides& overrides = {},
+                         RoleCheck check = RoleCheck::kStudy);
+RunTable read_wandb_csv(const std::filesystem::path& path, const ColumnOverrides& overrides = {},
+                        RoleCheck check = RoleCheck::kStudy);
 
 // The table in the study's export layout (every field quoted, floats at full precision,
 // trainable modules as a JSON list), so that parse_wandb_csv(format_wandb_csv(t)) == t. A ninth
-// "recipe" column is added only when a run's recipe differs from the one its name gives.
+// "recipe" column is added only when a run's recipe differs from the one its name gives. When
+// runs carry extras (state, created, runtime, config, summary, no epoch budget) the layout is W&B's
+// full runs table: Name, State, Created, Runtime, eval/* and other summary values with '/' in
+// their key, the study's config columns, the other dotted config keys, [recipe].
 std::string format_wandb_csv(const RunTable& table);
 void write_wandb_csv(const std::filesystem::path& path, const RunTable& table);
 

@@ -16,6 +16,7 @@
 #include "data/atlas.h"
 #include "data/episodes.h"
 #include "models/iris/iris_model.h"
+#include "track/tensorboard.h"
 #include "train/losses.h"
 #include "train/schedule.h"
 
@@ -210,6 +211,9 @@ TrainResult train_iris(const IrisTrainConfig& config) {
     return row;
   };
 
+  // TensorBoard scalars beside metrics.jsonl, for TensorBoard and W&B's TensorBoard sync.
+  track::TensorBoardWriter tensorboard(run.path() / "tb");
+
   TrainResult result;
   result.run_dir = run.path().string();
   Progress progress("train iris", config.optim.iterations, "step");
@@ -241,9 +245,12 @@ TrainResult train_iris(const IrisTrainConfig& config) {
     compute_ms += ms_since(t0);
     result.final_train_loss = loss_sum / config.optim.batch;
     if (step % config.log_every == 0 || step == config.optim.iterations) {
+      const double train_dice = dice_n > 0 ? dice_sum / dice_n : 0.0;
+      tensorboard.add_scalars(
+          {{"train/loss", result.final_train_loss}, {"train/dice", train_dice}, {"lr", lr}}, step);
       run.append_metrics({{"step", step},
                           {"train/loss", result.final_train_loss},
-                          {"train/dice", dice_n > 0 ? dice_sum / dice_n : 0.0},
+                          {"train/dice", train_dice},
                           {"lr", lr},
                           {"time/data_ms", data_ms},
                           {"time/compute_ms", compute_ms},
@@ -256,6 +263,8 @@ TrainResult train_iris(const IrisTrainConfig& config) {
       const auto row = validate(step);
       run.append_metrics(row);
       const double dice = row["val/dice"].get<double>();
+      tensorboard.add_scalars({{"val/loss", row["val/loss"].get<double>()}, {"val/dice", dice}},
+                              step);
       if (dice > best) {
         best = dice;
         result.best_validation_dice = dice;

@@ -64,9 +64,10 @@ TEST(ReportCli, ColumnOverrideAndUsageErrors) {
   EXPECT_TRUE(std::filesystem::exists(dir / "out" / "insights.json"));
   EXPECT_EQ(run_command(base + " --column volume=x").exit_code, 2);
   EXPECT_EQ(run_command(iris_binary() + " report insights --out x").exit_code, 2);
-  const auto runs = run_command(iris_binary() + " report insights --runs x --out y");
-  EXPECT_EQ(runs.exit_code, 5) << runs.output;
-  EXPECT_NE(runs.output.find("not available yet"), std::string::npos);
+  const auto runs = run_command(iris_binary() + " report insights --runs '" +
+                                (dir / "no-runs").string() + "' --out y");
+  EXPECT_EQ(runs.exit_code, 3) << runs.output;
+  EXPECT_NE(runs.output.find("no-runs: no such runs folder"), std::string::npos) << runs.output;
 }
 
 }  // namespace
