@@ -8,6 +8,7 @@
 #include "cli/cmd_checkpoint.h"
 #include "cli/cmd_data.h"
 #include "cli/cmd_demo.h"
+#include "cli/cmd_eval.h"
 #include "cli/cmd_predict.h"
 #include "cli/cmd_report.h"
 #include "cli/cmd_runs.h"
@@ -53,7 +54,7 @@ const std::vector<Command>& command_table() {
       {"doctor", "check the environment and say what to fix", setup_doctor},
       {"data", "inspect, convert and synthesise datasets", setup_data},
       {"train", "train or fine-tune a model from a config", setup_train},
-      {"eval", "evaluate a model with the documented protocol", nullptr},
+      {"eval", "evaluate a model with the documented protocol", setup_eval},
       {"predict", "segment images, videos or volumes", setup_predict},
       {"sweep", "run datasets x prompts x recipes against the baseline", nullptr},
       {"report", "write training and insights reports", setup_report},
