@@ -7,7 +7,7 @@
 
 #include "core/progress.h"
 #include "data/episodes.h"
-#include "train/losses.h"
+#include "eval/metrics.h"
 
 namespace iris {
 namespace {
@@ -29,7 +29,11 @@ Means macro_means(const std::vector<StructureResult>& results) {
 }
 
 double dice_of(const at::Tensor& logits, const at::Tensor& target) {
-  return hard_dice(logits.unsqueeze(0).unsqueeze(0), target.unsqueeze(0).unsqueeze(0)).item<double>();
+  // Both empty counts as a correct "absent" (1), as in training's hard Dice.
+  eval::MetricOptions o;
+  o.ignore_empty = false;
+  return eval::dice((logits > 0).unsqueeze(0).unsqueeze(0), (target > 0.5).unsqueeze(0).unsqueeze(0), o)
+      .item<double>();
 }
 
 }  // namespace

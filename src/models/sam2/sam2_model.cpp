@@ -534,6 +534,8 @@ FrameOutput Sam2ModelImpl::track_step(int64_t frame_idx, bool is_init_cond_frame
   out.pred_masks_high_res = sam.high_res_masks;
   out.obj_ptr = sam.obj_ptr;
   out.object_score_logits = sam.object_score_logits;
+  out.pred_multimasks_high_res = sam.high_res_multimasks;
+  out.ious = sam.ious;
   if (run_mem_encoder && options_.num_maskmem > 0) {
     std::tie(out.maskmem_features, out.maskmem_pos_enc) = encode_new_memory(
         features, sam.high_res_masks, sam.object_score_logits, point_inputs.has_value());

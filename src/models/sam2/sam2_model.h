@@ -65,6 +65,9 @@ struct FrameOutput {
   at::Tensor object_score_logits;  // [B, 1]
   at::Tensor maskmem_features;     // [B, mem_dim, h, w] or undefined before memory encoding
   at::Tensor maskmem_pos_enc;      // [B, mem_dim, h, w] or undefined
+  // All candidate masks and their predicted IoUs (training losses; not kept in compact outputs).
+  at::Tensor pred_multimasks_high_res;  // [B, M, S, S]
+  at::Tensor ious;                      // [B, M]
 };
 
 // One object's memory bank: conditioning frames in the order they were added (that order is

@@ -1,0 +1,319 @@
+#include "train/sam2_trainer.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <random>
+
+#include "core/device.h"
+#include "core/error.h"
+#include "core/logging.h"
+#include "core/progress.h"
+#include "core/resources.h"
+#include "data/clips.h"
+#include "data/prompts.h"
+#include "data/video_dataset.h"
+#include "eval/video_eval.h"
+#include "io/checkpoint.h"
+#include "models/sam2/sam2_loader.h"
+#include "models/sam2/sam2_predict.h"
+#include "track/tensorboard.h"
+#include "train/recipes.h"
+#include "train/sam2_loss.h"
+#include "train/schedule.h"
+
+namespace iris {
+namespace {
+
+namespace sam2 = models::sam2;
+namespace F = torch::nn::functional;
+using Clock = std::chrono::steady_clock;
+
+// The official modules a recipe's groups stand for (the study's `trainable_modules` vocabulary).
+std::vector<std::string> trainable_modules(const Recipe& recipe) {
+  std::vector<std::string> m;
+  if (recipe.trains("mem")) m.insert(m.end(), {"memory_encoder", "memory_attention"});
+  if (recipe.trains("md")) m.push_back("mask_decoder");
+  if (recipe.trains("pe")) m.push_back("prompt_encoder");
+  if (recipe.trains("ie")) m.push_back("image_encoder");
+  return m;
+}
+
+io::StateDict model_state(torch::nn::Module& m) {
+  io::StateDict sd;
+  for (const auto& p : m.named_parameters()) sd.insert(p.key(), p.value().detach().cpu().contiguous());
+  for (const auto& b : m.named_buffers()) sd.insert(b.key(), b.value().detach().cpu().contiguous());
+  return sd;
+}
+
+nlohmann::json eval_row(const eval::VideoEvalResult& r) {
+  auto v = [](double x) { return std::isnan(x) ? nlohmann::json(nullptr) : nlohmann::json(x); };
+  return {{"eval/Dice", v(r.dice_summary.macro)},
+          {"eval/mIoU", v(r.iou_summary.macro)},
+          {"eval/MAE", v(r.mae_summary.macro)},
+          {"eval/NSD", v(r.nsd_summary.macro)}};
+}
+
+}  // namespace
+
+void Sam2TrainConfig::visit(ConfigVisitor& v) {
+  v.section("run", run);
+  v.field("recipe", recipe, "SAM2 parts that train, joined by '+': ie, pe, md, mem (none: baseline)");
+  v.section("model", [&](ConfigVisitor& m) {
+    m.field("config", model.config, "official-format SAM2 config (YAML)");
+    m.field("checkpoint", model.checkpoint, "starting weights (.pt or .safetensors)");
+    m.choice("prompt_type", model.prompt_type, {"point", "box", "mask"}, "prompt on the first frame");
+    m.field("trainable_modules", model.trainable_modules, "derived from the recipe; written for trackers");
+  });
+  v.section("data", [&](ConfigVisitor& d) {
+    d.field("name", data.name, "dataset name for run tables");
+    d.field("train", data.train, "training videos (native layout or COCO-video JSON)");
+    d.field("val", data.val, "validation videos (never the test split)");
+    d.field("clip_length", data.clip_length, "frames per training clip");
+    d.field("clip_stride", data.clip_stride, "frames between the starts of consecutive clips");
+    d.field("val_max_frames", data.val_max_frames, "frames per validation video (0: all)");
+  });
+  v.section("train", [&](ConfigVisitor& t) {
+    t.field("max_epochs", train.max_epochs, "epochs (0: evaluate the untrained model only)");
+    t.field("lr", train.lr, "peak learning rate (AdamW)");
+    t.field("weight_decay", train.weight_decay, "decoupled weight decay");
+    t.field("warmup", train.warmup, "linear warmup steps");
+    t.choice("schedule", train.schedule, {"cosine", "exponential", "constant"}, "decay after warmup");
+    t.field("final_lr_ratio", train.final_lr_ratio, "learning rate at the end / peak");
+    t.field("grad_clip", train.grad_clip, "max gradient norm (0: off)");
+    t.field("grad_accum", train.grad_accum, "clips per optimiser step");
+  });
+  v.section("loss", [&](ConfigVisitor& l) {
+    l.field("mask", loss.mask, "focal loss weight");
+    l.field("dice", loss.dice, "Dice loss weight");
+    l.field("iou", loss.iou, "IoU-prediction loss weight");
+    l.field("class", loss.cls, "object-score loss weight");
+  });
+}
+
+Sam2TrainResult train_sam2(const Sam2TrainConfig& config) {
+  const auto start = Clock::now();
+  const auto& groups = sam2_parameter_groups();
+  const Recipe recipe = parse_recipe(config.recipe, groups);
+  if (config.train.max_epochs < 0 || config.train.grad_accum < 1 || config.data.clip_length < 1) {
+    throw ConfigError("train.max_epochs must be >= 0, train.grad_accum and data.clip_length >= 1");
+  }
+  const std::string name = config.run.name.empty() ? generated_run_name("sam2") : config.run.name;
+  const RunDir run = RunDir::open(config.run.root, name, RunDir::Mode::kCreate);
+  Sam2TrainConfig resolved = config;
+  resolved.run.name = name;
+  resolved.model.trainable_modules = trainable_modules(recipe);
+  run.write_config(dump_config(resolved));
+  log_to_file(run.log_path());
+  const c10::Device device = resolve_device(config.run.device);
+  set_threads(config.run.threads);
+  torch::manual_seed(static_cast<uint64_t>(config.run.seed));
+  std::mt19937_64 rng(static_cast<uint64_t>(config.run.seed));
+
+  auto model = sam2::load_sam2(config.model.config, config.model.checkpoint);
+  model->to(device);
+  const auto applied = apply_recipe(*model, groups, recipe);
+  const bool encoder_trains = recipe.trains("ie");
+  const auto prompt_type = parse_prompt_type(config.model.prompt_type);
+  const auto train_data = read_video_dataset(config.data.train);
+  const auto val_data = read_video_dataset(config.data.val);
+  ClipOptions clip_options = default_clip_options(train_data.layout);
+  clip_options.length = config.data.clip_length;
+  clip_options.stride = config.data.clip_stride;
+  const auto clips = enumerate_clips(train_data, clip_options);
+  if (config.train.max_epochs > 0 && clips.empty()) {
+    throw InputError(file_message(config.data.train, fmt::format("no clip of {} frames", clip_options.length)));
+  }
+  spdlog::info("SAM2 fine-tuning: recipe {} ({} of {} parameters train), {} clips of {} frames, {} prompts; run {}",
+               recipe.name(), applied.trainable_elements, applied.trainable_elements + applied.frozen_elements,
+               clips.size(), clip_options.length, config.model.prompt_type, run.path().string());
+
+  eval::VideoEvalOptions eval_options;
+  eval_options.prompt = prompt_type;
+  eval_options.seed = static_cast<uint64_t>(config.run.seed);
+  eval_options.max_frames = config.data.val_max_frames;
+  auto validate = [&](int64_t epoch, int64_t step) {
+    model->eval();
+    const auto r = eval::evaluate_sam2_video(model, val_data, eval_options);
+    model->train();
+    auto row = eval_row(r);
+    row["epoch"] = epoch;
+    row["step"] = step;
+    run.append_metrics(row);
+    return r;
+  };
+
+  Sam2TrainResult result;
+  result.run_dir = run.path().string();
+  result.trainable_parameters = applied.trainable_elements;
+  track::TensorBoardWriter tensorboard(run.path() / "tb");
+  const auto baseline = validate(0, 0);
+  result.baseline_dice = baseline.dice_summary.macro;
+  double best = result.baseline_dice;
+  nlohmann::json best_row = eval_row(baseline);
+  spdlog::info("epoch 0 (untrained): validation Dice {:.4f}", result.baseline_dice);
+  io::write_safetensors(run.checkpoints_dir() / "best.safetensors", model_state(*model));
+
+  std::vector<at::Tensor> trainable;
+  for (const auto& p : model->parameters()) {
+    if (p.requires_grad()) trainable.push_back(p);
+  }
+  const int64_t steps_per_epoch =
+      (static_cast<int64_t>(clips.size()) + config.train.grad_accum - 1) / config.train.grad_accum;
+  const LrSchedule schedule{config.train.lr, config.train.warmup,
+                            std::max<int64_t>(1, steps_per_epoch * config.train.max_epochs),
+                            config.train.schedule, config.train.final_lr_ratio};
+  std::unique_ptr<torch::optim::AdamW> optimizer;
+  if (!trainable.empty()) {
+    optimizer = std::make_unique<torch::optim::AdamW>(
+        trainable, torch::optim::AdamWOptions(config.train.lr).weight_decay(config.train.weight_decay));
+  }
+  Sam2LossOptions loss_options;
+  loss_options.weight_mask = config.loss.mask;
+  loss_options.weight_dice = config.loss.dice;
+  loss_options.weight_iou = config.loss.iou;
+  loss_options.weight_class = config.loss.cls;
+  loss_options.pred_obj_scores = model->config().pred_obj_scores;
+  const int64_t s = model->image_size();
+
+  int64_t step = 0;
+  for (int64_t epoch = 1; epoch <= config.train.max_epochs && optimizer; ++epoch) {
+    model->train();
+    std::vector<size_t> order(clips.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::shuffle(order.begin(), order.end(), rng);
+    Progress progress(fmt::format("sam2 epoch {}", epoch), static_cast<int64_t>(order.size()), "clip");
+    double loss_sum = 0.0;
+    int64_t in_step = 0, used = 0;
+    for (size_t oi = 0; oi < order.size(); ++oi) {
+      const auto t0 = Clock::now();
+      const auto clip = load_clip(train_data, clips[order[oi]], clip_options);
+      // Objects prompted on the clip's first frame; later ones are not supervised in this clip.
+      std::vector<int64_t> objs;
+      for (size_t k = 0; k < clip.objects.size(); ++k) {
+        if (clip.objects[k].prompt_frame == 0) objs.push_back(static_cast<int64_t>(k));
+      }
+      progress.advance();
+      if (objs.empty()) continue;
+      const int64_t T = clip.frames.size(0), H = clip.frames.size(1), W = clip.frames.size(2), N = objs.size();
+      std::vector<at::Tensor> images;
+      for (int64_t t = 0; t < T; ++t) images.push_back(clip.frames[t]);
+      const auto inputs = sam2::preprocess_frames(images, s).to(device);
+      const auto masks = clip.masks.index_select(1, torch::tensor(objs)).to(torch::kFloat);  // [T, N, H, W]
+      const auto targets = F::interpolate(masks, F::InterpolateFuncOptions()
+                                                     .size(std::vector<int64_t>{s, s})
+                                                     .mode(torch::kNearest))
+                               .to(device);  // [T, N, S, S]
+      // Prompts from the first frame's ground truth, in model-input pixels.
+      std::optional<sam2::PointInputs> points;
+      at::Tensor mask_inputs;
+      std::vector<at::Tensor> coords, labels, mask_list;
+      for (const auto k : objs) {
+        const auto p = simulate_prompt(clip.masks[0][k], prompt_type, PromptOptions{}, rng);
+        if (!p) continue;
+        if (prompt_type == PromptType::kPoint) {
+          coords.push_back(p->point_coords);
+          labels.push_back(p->point_labels);
+        } else if (prompt_type == PromptType::kBox) {
+          coords.push_back(p->box.view({2, 2}));
+          labels.push_back(torch::tensor({2, 3}, torch::kInt32));
+        } else {
+          mask_list.push_back(targets[0][static_cast<int64_t>(mask_list.size())].unsqueeze(0));
+        }
+      }
+      if (prompt_type == PromptType::kMask) {
+        if (static_cast<int64_t>(mask_list.size()) != N) continue;
+        mask_inputs = torch::stack(mask_list);  // [N, 1, S, S]
+      } else {
+        if (static_cast<int64_t>(coords.size()) != N) continue;
+        const auto scale = torch::tensor({float(s) / W, float(s) / H});
+        points = sam2::PointInputs{(torch::stack(coords) * scale).to(device), torch::stack(labels).to(device)};
+      }
+      const auto data_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+
+      sam2::ObjectMemory memory;
+      at::Tensor clip_loss = torch::zeros({}, torch::TensorOptions().device(device));
+      for (int64_t t = 0; t < T; ++t) {
+        sam2::BackboneOut backbone;
+        {
+          // A frozen encoder needs no graph: its features are constants of the step.
+          std::optional<torch::NoGradGuard> no_grad;
+          if (!encoder_trains) no_grad.emplace();
+          backbone = model->forward_image(inputs.slice(0, t, t + 1));
+        }
+        for (auto& f : backbone.backbone_fpn) f = f.expand({N, -1, -1, -1});
+        for (auto& p : backbone.vision_pos_enc) p = p.expand({N, -1, -1, -1});
+        const auto features = model->prepare_backbone_features(backbone);
+        auto out = t == 0 ? model->track_step(0, true, features, points, mask_inputs, memory, T, false, true)
+                          : model->track_step(t, false, features, std::nullopt, at::Tensor(), memory, T,
+                                              false, true);
+        const auto l = sam2_frame_loss({{out.pred_multimasks_high_res, out.ious, out.object_score_logits}},
+                                       targets[t], loss_options);
+        clip_loss = clip_loss + l.total / static_cast<double>(T);
+        if (t == 0) {
+          memory.set_cond(0, std::move(out));
+        } else {
+          memory.non_cond_frame_outputs[t] = std::move(out);
+        }
+      }
+      (clip_loss / static_cast<double>(config.train.grad_accum)).backward();
+      loss_sum += clip_loss.item<double>();
+      ++used;
+      ++in_step;
+      if (in_step == config.train.grad_accum || oi + 1 == order.size()) {
+        ++step;
+        const double lr = schedule.lr(step);
+        for (auto& group : optimizer->param_groups()) {
+          static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+        }
+        if (config.train.grad_clip > 0) torch::nn::utils::clip_grad_norm_(trainable, config.train.grad_clip);
+        optimizer->step();
+        optimizer->zero_grad();
+        in_step = 0;
+        const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        run.append_metrics({{"step", step},
+                            {"epoch", epoch},
+                            {"train/loss", clip_loss.item<double>()},
+                            {"lr", lr},
+                            {"time/data_ms", data_ms},
+                            {"time/step_ms", ms},
+                            {"memory/rss_mb", current_rss_mb()}});
+        tensorboard.add_scalars({{"train/loss", clip_loss.item<double>()}, {"lr", lr}}, step);
+      }
+    }
+    progress.finish();
+    const auto r = validate(epoch, step);
+    const double dice = r.dice_summary.macro;
+    tensorboard.add_scalars({{"eval/Dice", dice}, {"eval/mIoU", r.iou_summary.macro}}, step);
+    spdlog::info("epoch {}: mean train loss {:.4f} over {} clips, validation Dice {:.4f} (baseline {:.4f})",
+                 epoch, used ? loss_sum / used : 0.0, used, dice, result.baseline_dice);
+    io::write_safetensors(run.checkpoints_dir() / "last.safetensors", model_state(*model));
+    if (!std::isnan(dice) && (std::isnan(best) || dice > best)) {
+      best = dice;
+      result.best_epoch = epoch;
+      best_row = eval_row(r);
+      io::write_safetensors(run.checkpoints_dir() / "best.safetensors", model_state(*model));
+    }
+  }
+  result.steps = step;
+  result.best_dice = best;
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  nlohmann::json summary = best_row;
+  summary["state"] = "finished";
+  summary["best_epoch"] = result.best_epoch;
+  summary["baseline/Dice"] = result.baseline_dice;
+  summary["steps"] = step;
+  summary["runtime"] = result.seconds;
+  summary["trainable_parameters"] = applied.trainable_elements;
+  summary["frozen_parameters"] = applied.frozen_elements;
+  summary["trainable_parameter_names"] = applied.trainable;
+  summary["peak_rss_mb"] = peak_rss_mb();
+  run.write_summary(summary);
+  return result;
+}
+
+}  // namespace iris

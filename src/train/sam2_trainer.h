@@ -1,0 +1,61 @@
+// Fine-tuning SAM2 on video clips with a recipe (which parts train), the official loss, AdamW with
+// warmup + cosine, gradient accumulation and clipping; evaluation with the documented protocol on
+// a validation set before training (the baseline) and after every epoch; best and last weights.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/run_dir.h"
+
+namespace iris {
+
+struct Sam2TrainConfig {
+  RunOptions run;
+  std::string recipe = "md";  // SAM2 parameter groups joined by '+'; "none" = baseline only
+  struct Model {
+    std::string config;      // official-format YAML
+    std::string checkpoint;  // .pt or .safetensors
+    std::string prompt_type = "point";
+    std::vector<std::string> trainable_modules;  // derived from the recipe (written for trackers)
+  } model;
+  struct Data {
+    std::string name = "dataset";
+    std::string train;  // video dataset (native layout or COCO-video JSON)
+    std::string val;
+    int64_t clip_length = 4;
+    int64_t clip_stride = 4;
+    int64_t val_max_frames = 0;  // per video; 0 = all
+  } data;
+  struct Train {
+    int64_t max_epochs = 1;  // 0 = evaluate the untrained model only
+    double lr = 5e-5;
+    double weight_decay = 0.01;
+    int64_t warmup = 0;  // optimiser steps
+    std::string schedule = "cosine";
+    double final_lr_ratio = 0.1;
+    double grad_clip = 0.1;
+    int64_t grad_accum = 1;  // clips per optimiser step
+  } train;
+  struct Loss {
+    double mask = 20.0, dice = 1.0, iou = 1.0, cls = 1.0;
+  } loss;
+
+  void visit(ConfigVisitor& v);
+};
+
+struct Sam2TrainResult {
+  std::string run_dir;
+  int64_t steps = 0;
+  double baseline_dice = 0.0;
+  double best_dice = 0.0;
+  int64_t best_epoch = 0;
+  int64_t trainable_parameters = 0;
+  double seconds = 0.0;
+};
+
+Sam2TrainResult train_sam2(const Sam2TrainConfig& config);
+
+}  // namespace iris
