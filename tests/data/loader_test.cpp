@@ -70,8 +70,12 @@ TEST(Prompts, DistanceTransformIsExact) {
 
 TEST(Prompts, FarthestPointOnConstructedShapes) {
   at::Tensor rect = at::zeros({30, 40}, at::kByte);
-  rect.slice(0, 5, 16).slice(1, 10, 31).fill_(1);  // 21 x 11: one centre
-  EXPECT_EQ(farthest_interior_point(rect), (std::array<int64_t, 2>{20, 10}));
+  rect.slice(0, 5, 16).slice(1, 10, 31).fill_(1);  // 21 x 11: a ridge at distance 6, x 15..25
+  EXPECT_EQ(farthest_interior_point(rect), (std::array<int64_t, 2>{15, 10}));
+  EXPECT_FLOAT_EQ(distance_to_background(rect)[10][25].item<float>(), 6.0f);
+  at::Tensor odd = at::zeros({30, 40}, at::kByte);
+  odd.slice(0, 5, 16).slice(1, 10, 21).fill_(1);  // 11 x 11: one centre
+  EXPECT_EQ(farthest_interior_point(odd), (std::array<int64_t, 2>{15, 10}));
   at::Tensor square = at::zeros({10, 10}, at::kByte);
   square.slice(0, 2, 6).slice(1, 2, 6).fill_(1);  // four tied centres: the first row-major wins
   EXPECT_EQ(farthest_interior_point(square), (std::array<int64_t, 2>{3, 3}));
@@ -80,7 +84,7 @@ TEST(Prompts, FarthestPointOnConstructedShapes) {
   lollipop.slice(0, 19, 22).slice(1, 25, 60).fill_(1);
   EXPECT_EQ(farthest_interior_point(lollipop), (std::array<int64_t, 2>{15, 20}));
   // The image border counts as background.
-  EXPECT_EQ(farthest_interior_point(at::ones({5, 7}, at::kByte)), (std::array<int64_t, 2>{3, 2}));
+  EXPECT_EQ(farthest_interior_point(at::ones({5, 7}, at::kByte)), (std::array<int64_t, 2>{2, 2}));
   // A ring: a point on the ring, never the hole.
   const at::Tensor ring = discs(41, 41, {{{20, 20, 15}}}) & ~discs(41, 41, {{{20, 20, 9}}});
   const auto p = farthest_interior_point(ring);
@@ -557,7 +561,9 @@ TEST(Clips, SamplerOnASyntheticTree) {
   EXPECT_EQ(clip.prompted_frames, (std::vector<int64_t>{0, 4}));
   for (int64_t i = 0; i < static_cast<int64_t>(clip.objects.size()); ++i) {
     const bool on0 = clip.masks[0][i].any().item<bool>(), on4 = clip.masks[4][i].any().item<bool>();
-    if (!on0 && on4) EXPECT_EQ(clip.objects[i].prompt_frame, 4) << clip.objects[i].name;
+    if (!on0 && on4) {
+      EXPECT_EQ(clip.objects[i].prompt_frame, 4) << clip.objects[i].name;
+    }
   }
 }
 
