@@ -19,9 +19,10 @@ ClipOptions default_clip_options(VideoLayout layout) {
 
 std::vector<ClipRef> enumerate_clips(const VideoDataset& dataset, const ClipOptions& o) {
   if (o.length < 1 || o.stride < 1 || o.frame_step < 1) {
-    throw InputError(fmt::format("clip options: length ({}), stride ({}) and frame_step ({}) must "
-                                 "be positive",
-                                 o.length, o.stride, o.frame_step));
+    throw InputError(
+        fmt::format("clip options: length ({}), stride ({}) and frame_step ({}) must "
+                    "be positive",
+                    o.length, o.stride, o.frame_step));
   }
   const int64_t span = (o.length - 1) * o.frame_step + 1;
   std::vector<ClipRef> clips;

@@ -62,7 +62,8 @@ TEST(Prompts, DistanceTransformIsExact) {
             }
           }
         }
-        ASSERT_NEAR(d[y][x].item<float>(), best, 1e-5) << "seed " << seed << " at " << x << "," << y;
+        ASSERT_NEAR(d[y][x].item<float>(), best, 1e-5)
+            << "seed " << seed << " at " << x << "," << y;
       }
     }
   }
@@ -124,7 +125,8 @@ TEST(Prompts, PointsFallInsideTheirMasksAndNegativesOutsideNearby) {
       }
     }
     std::mt19937_64 again(seed);
-    EXPECT_TRUE(simulate_prompt(m, PromptType::kPoint, o, again)->point_coords.equal(p->point_coords))
+    EXPECT_TRUE(
+        simulate_prompt(m, PromptType::kPoint, o, again)->point_coords.equal(p->point_coords))
         << "deterministic for a seed";
   }
 }
@@ -215,8 +217,9 @@ TEST(Prompts, StackPadsWithMinusOne) {
   PromptOptions a, b;
   b.positive_points = 2;
   const at::Tensor m = discs(20, 20, {{{10, 10, 5}}});
-  const auto [coords, labels] = stack_point_prompts(
-      {*simulate_prompt(m, PromptType::kPoint, a, rng), *simulate_prompt(m, PromptType::kPoint, b, rng)});
+  const auto [coords, labels] =
+      stack_point_prompts({*simulate_prompt(m, PromptType::kPoint, a, rng),
+                           *simulate_prompt(m, PromptType::kPoint, b, rng)});
   EXPECT_EQ(coords.sizes(), (std::vector<int64_t>{2, 3, 2}));
   EXPECT_TRUE(labels.equal(at::tensor({1, -1, -1, 1, 1, 1}, at::kInt).view({2, 3})));
 }
@@ -281,10 +284,10 @@ TEST(Augment, FlipsAndQuarterTurnsKeepMasksBoxesAndPointsAligned) {
           const float y = out.point_coords[o][0][1].item<float>();
           EXPECT_EQ(at_pixel(out.masks[0][o], x, y), 1);
           // The farthest point is rotation-invariant up to ties.
-          EXPECT_NEAR(distance_to_background(out.masks[0][o])[p[1]][p[0]].item<float>(),
-                      distance_to_background(out.masks[0][o])[std::lround(y)][std::lround(x)]
-                          .item<float>(),
-                      1e-5);
+          EXPECT_NEAR(
+              distance_to_background(out.masks[0][o])[p[1]][p[0]].item<float>(),
+              distance_to_background(out.masks[0][o])[std::lround(y)][std::lround(x)].item<float>(),
+              1e-5);
         }
       }
     }
@@ -301,8 +304,8 @@ TEST(Augment, SmallRotationsAndScaleKeepThePointInside) {
   for (uint64_t seed = 0; seed < 10; ++seed) {
     ClipTensors clip;
     clip.images = at::rand({2, 3, 64, 64});
-    clip.masks = discs(64, 64, {{{28, 34, 14}}, {{40, 30, 8}}}).view({1, 1, 64, 64}).expand(
-        {2, 1, 64, 64});
+    clip.masks =
+        discs(64, 64, {{{28, 34, 14}}, {{40, 30, 8}}}).view({1, 1, 64, 64}).expand({2, 1, 64, 64});
     add_prompts(clip);
     std::mt19937_64 rng(seed);
     const ClipTensors out = augment_clip(clip, o, rng);
@@ -363,7 +366,8 @@ TEST(Augment, IntensityNormalisation) {
   IntensityOptions ct;
   ct.mode = IntensityMode::kCtWindow;
   const at::Tensor hu = at::tensor({-1000.0, -160.0, 40.0, 240.0, 3000.0});
-  EXPECT_TRUE(at::allclose(normalize_intensity(hu, ct), at::tensor({0.0f, 0.0f, 0.5f, 1.0f, 1.0f})));
+  EXPECT_TRUE(
+      at::allclose(normalize_intensity(hu, ct), at::tensor({0.0f, 0.0f, 0.5f, 1.0f, 1.0f})));
   IntensityOptions mri;
   mri.mode = IntensityMode::kMriPercentile;
   mri.low_percentile = 0;
