@@ -7,13 +7,12 @@
 #include <tuple>
 
 #include "core/error.h"
-#include "data/video_dataset.h"
 
 namespace iris {
 
-ClipOptions default_clip_options(VideoLayout layout) {
-  // The study uses 10 frames with stride 10 for CholecSeg8k, EndoVis17 and EndoVis18 alike.
-  (void)layout;
+ClipOptions default_clip_options(VideoLayout /*layout*/) {
+  // The study uses 10 frames with stride 10 for CholecSeg8k, EndoVis17 and EndoVis18 alike; the
+  // layout parameter keeps room for datasets that differ.
   return ClipOptions{};
 }
 

@@ -2,12 +2,14 @@
 
 #include <atomic>
 #include <cmath>
+#include <numeric>
 #include <set>
 
 #include "core/build_info.h"
 #include "core/error.h"
 #include "data/augment.h"
 #include "data/clips.h"
+#include "data/episodes.h"
 #include "data/loader.h"
 #include "data/prompts.h"
 #include "data/synthetic_video.h"
@@ -489,6 +491,41 @@ TEST(Loader, ShutsDownWithSamplesInFlight) {
     ASSERT_TRUE(loader.next());
   }  // the destructor joins the workers
   EXPECT_LE(produced.load(), 1 + 5 + 4) << "the queue is bounded";
+}
+
+TEST(Loader, ServesIrisSliceEpisodes) {
+  Volume image, labels;
+  image.data = at::rand({12, 20, 20}) + 0.1;
+  labels.data = at::zeros({12, 20, 20}, at::kShort);
+  labels.data.slice(0, 1, 11).slice(1, 3, 12).slice(2, 4, 14).fill_(1);
+  labels.data.slice(0, 0, 12).slice(1, 13, 19).slice(2, 2, 18).fill_(2);
+  std::vector<int64_t> slices(12);
+  std::iota(slices.begin(), slices.end(), 0);
+  const SliceDataset data(image, labels, slices, 16, 4);
+  const auto episodes = [&](int64_t threads) {
+    LoaderOptions o;
+    o.size = 10;
+    o.threads = threads;
+    o.seed = 3;
+    Loader<Episode> loader(
+        [&](int64_t, uint64_t seed) {
+          std::mt19937_64 rng(seed);
+          return data.sample(rng, {1, 2}, SliceEpisodeOptions{});
+        },
+        o);
+    std::vector<Episode> all;
+    while (auto e = loader.next()) all.push_back(std::move(*e));
+    return all;
+  };
+  const auto a = episodes(0), b = episodes(3);
+  ASSERT_EQ(a.size(), 10u);
+  ASSERT_EQ(b.size(), 10u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_NE(a[i].ref_slice, a[i].query_slice);
+    EXPECT_EQ(a[i].ref_slice, b[i].ref_slice);
+    EXPECT_EQ(a[i].query_slice, b[i].query_slice);
+    EXPECT_TRUE(a[i].query_masks.equal(b[i].query_masks));
+  }
 }
 
 // --- clips ----------------------------------------------------------------------------------
