@@ -57,9 +57,8 @@ struct TrainSample {
   std::vector<Prompt> prompts;
 };
 
-TrainSample make_sample(int64_t index, uint64_t seed) {
-  const BenchTree& t = tree();
-  const ClipSample c = load_clip(t.dataset, t.clips[index], t.clip_options);
+// Augmentation and point prompts of a loaded clip.
+TrainSample transform_sample(const ClipSample& c, uint64_t seed) {
   std::mt19937_64 rng(seed);
   AugmentOptions a;
   a.out_height = a.out_width = 384;
@@ -81,6 +80,34 @@ TrainSample make_sample(int64_t index, uint64_t seed) {
   }
   return s;
 }
+
+TrainSample make_sample(int64_t index, uint64_t seed) {
+  const BenchTree& t = tree();
+  return transform_sample(load_clip(t.dataset, t.clips[index], t.clip_options), seed);
+}
+
+// The stages of one sample, for where the time goes.
+void BM_LoadClip(benchmark::State& state) {
+  const BenchTree& t = tree();
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(load_clip(t.dataset, t.clips[0], t.clip_options).masks.data_ptr());
+  }
+  state.counters["frames/s"] =
+      benchmark::Counter(double(kClipLength), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_LoadClip)->Unit(benchmark::kMillisecond);
+
+void BM_AugmentClip(benchmark::State& state) {
+  const BenchTree& t = tree();
+  const ClipSample c = load_clip(t.dataset, t.clips[0], t.clip_options);
+  uint64_t seed = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(transform_sample(c, seed++).clip.images.data_ptr());
+  }
+  state.counters["frames/s"] =
+      benchmark::Counter(double(kClipLength), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_AugmentClip)->Unit(benchmark::kMillisecond);
 
 void BM_SurgicalClipLoader(benchmark::State& state) {
   const int64_t clips = tree().clips.size();

@@ -30,7 +30,8 @@ PixelAffine geometry_affine(const ClipTransform& t, int64_t h, int64_t w) {
   static constexpr int kSin[4] = {0, 1, 0, -1};
   const int q = static_cast<int>(((t.quarter_turns % 4) + 4) % 4);
   const double qc = kCos[q], qs = kSin[q];
-  const double a1 = qc * a - qs * c, b1 = qc * b - qs * d, c1 = qs * a + qc * c, d1 = qs * b + qc * d;
+  const double a1 = qc * a - qs * c, b1 = qc * b - qs * d, c1 = qs * a + qc * c,
+               d1 = qs * b + qc * d;
   const double rad = t.degrees * M_PI / 180.0;
   const double rc = std::cos(rad) * t.scale, rs = std::sin(rad) * t.scale;
   const double a2 = rc * a1 - rs * c1, b2 = rc * b1 - rs * d1, c2 = rs * a1 + rc * c1,
@@ -86,14 +87,12 @@ at::Tensor sampling_grid(const PixelAffine& forward, int64_t n, int64_t h, int64
 at::Tensor resample(const at::Tensor& x, const at::Tensor& grid, bool nearest) {
   const at::Tensor f = x.to(at::kFloat);
   // mode 0 bilinear / 1 nearest, padding 0 zeros.
-  const at::Tensor out =
-      at::grid_sampler_2d(f, grid, nearest ? 1 : 0, 0, /*align_corners=*/false);
+  const at::Tensor out = at::grid_sampler_2d(f, grid, nearest ? 1 : 0, 0, /*align_corners=*/false);
   return out.to(x.scalar_type());
 }
 
 at::Tensor grey(const at::Tensor& images) {  // [T, 3, H, W] -> [T, 1, H, W]
-  return (images.select(1, 0) * 0.299 + images.select(1, 1) * 0.587 +
-          images.select(1, 2) * 0.114)
+  return (images.select(1, 0) * 0.299 + images.select(1, 1) * 0.587 + images.select(1, 2) * 0.114)
       .unsqueeze(1);
 }
 

@@ -53,8 +53,8 @@ struct AugmentOptions {
   double saturation = 0.2;
 };
 
-// The draw of one clip; `affine` maps continuous input-pixel coordinates (after resize) to output
-// coordinates: [x', y'] = A[:, :2] [x, y] + A[:, 2].
+// The draw of one clip. Geometry is one affine about the image centre: flips first, then quarter
+// turns (clockwise on screen), then the small rotation and the scale; colour after geometry.
 struct ClipTransform {
   bool hflip = false, vflip = false;
   int64_t quarter_turns = 0;

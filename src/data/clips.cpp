@@ -7,21 +7,21 @@
 #include <tuple>
 
 #include "core/error.h"
-#include "data/video_dataset.h"
 
 namespace iris {
 
-ClipOptions default_clip_options(VideoLayout layout) {
-  // The study uses 10 frames with stride 10 for CholecSeg8k, EndoVis17 and EndoVis18 alike.
-  (void)layout;
+ClipOptions default_clip_options(VideoLayout /*layout*/) {
+  // The study uses 10 frames with stride 10 for CholecSeg8k, EndoVis17 and EndoVis18 alike; the
+  // layout parameter keeps room for datasets that differ.
   return ClipOptions{};
 }
 
 std::vector<ClipRef> enumerate_clips(const VideoDataset& dataset, const ClipOptions& o) {
   if (o.length < 1 || o.stride < 1 || o.frame_step < 1) {
-    throw InputError(fmt::format("clip options: length ({}), stride ({}) and frame_step ({}) must "
-                                 "be positive",
-                                 o.length, o.stride, o.frame_step));
+    throw InputError(
+        fmt::format("clip options: length ({}), stride ({}) and frame_step ({}) must "
+                    "be positive",
+                    o.length, o.stride, o.frame_step));
   }
   const int64_t span = (o.length - 1) * o.frame_step + 1;
   std::vector<ClipRef> clips;

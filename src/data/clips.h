@@ -16,10 +16,10 @@
 namespace iris {
 
 struct ClipOptions {
-  int64_t length = 10;  // frames per clip
-  int64_t stride = 10;  // first frames of consecutive clips this far apart
-  int64_t frame_step = 1;  // take every frame_step-th frame inside a clip
-  bool keep_partial = false;  // a shorter last clip of a video instead of dropping it
+  int64_t length = 10;                      // frames per clip
+  int64_t stride = 10;                      // first frames of consecutive clips this far apart
+  int64_t frame_step = 1;                   // take every frame_step-th frame inside a clip
+  bool keep_partial = false;                // a shorter last clip of a video instead of dropping it
   std::vector<int64_t> prompted_frames{0};  // positions inside the clip
   bool prompt_on_appearance = false;
   int64_t min_object_pixels = 1;  // fewer pixels count as absent
@@ -29,7 +29,7 @@ struct ClipOptions {
 ClipOptions default_clip_options(VideoLayout layout);
 
 struct ClipRef {
-  int64_t video = 0;           // index into dataset.videos
+  int64_t video = 0;            // index into dataset.videos
   std::vector<int64_t> frames;  // indices into that video's frames
 };
 
@@ -45,10 +45,10 @@ struct ClipObject {
 
 struct ClipSample {
   std::string video_id;
-  std::vector<int64_t> frame_indices;  // VideoFrame::index of each position
-  at::Tensor frames;                   // [T, H, W, 3] uint8 RGB
-  at::Tensor masks;                    // [T, O, H, W] uint8 0/1, objects in `objects` order
-  std::vector<ClipObject> objects;     // prompted objects first, then late ones
+  std::vector<int64_t> frame_indices;    // VideoFrame::index of each position
+  at::Tensor frames;                     // [T, H, W, 3] uint8 RGB
+  at::Tensor masks;                      // [T, O, H, W] uint8 0/1, objects in `objects` order
+  std::vector<ClipObject> objects;       // prompted objects first, then late ones
   std::vector<int64_t> prompted_frames;  // positions (valid ones of options.prompted_frames)
 
   // Objects that appear only after the prompted frames (not prompted).

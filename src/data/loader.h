@@ -68,7 +68,8 @@ class Loader {
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
 
-  // Restarts at the first sample of `epoch` (stops the workers of the previous one).
+  // Restarts at the first sample of `epoch` (stops the workers of the previous one). Workers start
+  // with the first next().
   void start_epoch(int64_t epoch) {
     stop();
     epoch_ = epoch;
@@ -77,7 +78,6 @@ class Loader {
     claimed_ = 0;
     ready_.clear();
     stopping_ = false;
-    for (int64_t i = 0; i < options_.threads; ++i) workers_.emplace_back([this] { work(); });
   }
 
   int64_t epoch() const { return epoch_; }
@@ -91,6 +91,9 @@ class Loader {
     if (options_.threads == 0) {
       if (next_position_ >= options_.size) return std::nullopt;
       return produce(order_[next_position_++]);
+    }
+    if (workers_.empty()) {
+      for (int64_t i = 0; i < options_.threads; ++i) workers_.emplace_back([this] { work(); });
     }
     std::unique_lock lock(mutex_);
     if (next_position_ >= options_.size) return std::nullopt;

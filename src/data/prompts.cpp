@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <unordered_set>
+#include <utility>
 
 #include "core/error.h"
 
@@ -106,19 +107,25 @@ std::optional<std::array<int64_t, 4>> box_of(const std::vector<uint8_t>& m, int6
   return std::array<int64_t, 4>{x0, y0, x1, y1};
 }
 
+// Row-major index of the mask pixel farthest from the background; -1 for an empty mask.
+int64_t farthest_index(const std::vector<uint8_t>& m, int64_t h, int64_t w) {
+  const std::vector<double> d = squared_distance_to_background(m, h, w);
+  int64_t best = -1;
+  for (int64_t i = 0; i < h * w; ++i) {
+    if (m[i] && (best < 0 || d[i] > d[best])) best = i;  // strict: the first maximum wins
+  }
+  return best;
+}
+
 Prompt point_prompt(const std::vector<uint8_t>& m, int64_t h, int64_t w,
                     const std::array<int64_t, 4>& box, const PromptOptions& o,
                     std::mt19937_64& rng) {
-  const std::vector<double> d = squared_distance_to_background(m, h, w);
-  int64_t best = -1;
+  const int64_t best = farthest_index(m, h, w);
   std::vector<int64_t> inside;
   for (int64_t i = 0; i < h * w; ++i) {
-    if (!m[i]) continue;
-    if (best < 0 || d[i] > d[best]) best = i;  // strict: the first maximum wins
-    inside.push_back(i);
+    if (m[i] && i != best) inside.push_back(i);
   }
   std::vector<std::pair<int64_t, int32_t>> points{{best, 1}};
-  inside.erase(std::find(inside.begin(), inside.end(), best));
   for (int64_t k : pick_distinct(rng, inside.size(), o.positive_points)) {
     points.push_back({inside[k], 1});
   }
@@ -241,12 +248,10 @@ at::Tensor distance_to_background(const at::Tensor& mask) {
 
 std::optional<std::array<int64_t, 2>> farthest_interior_point(const at::Tensor& mask) {
   const std::vector<uint8_t> m = mask_bytes(mask, "farthest_interior_point");
-  const int64_t h = mask.size(0), w = mask.size(1);
-  if (!box_of(m, h, w)) return std::nullopt;
-  std::mt19937_64 unused(0);
-  const Prompt p = point_prompt(m, h, w, *box_of(m, h, w), PromptOptions{}, unused);
-  const auto* c = p.point_coords.data_ptr<float>();
-  return std::array<int64_t, 2>{static_cast<int64_t>(c[0]), static_cast<int64_t>(c[1])};
+  const int64_t w = mask.size(1);
+  const int64_t best = farthest_index(m, mask.size(0), w);
+  if (best < 0) return std::nullopt;
+  return std::array<int64_t, 2>{best % w, best / w};
 }
 
 std::optional<std::array<int64_t, 4>> tight_box(const at::Tensor& mask) {

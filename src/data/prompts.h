@@ -6,8 +6,8 @@
 // (x1 = last column of the object). Rules:
 //   point: the first point is the mask pixel farthest from the background (exact Euclidean
 //          distance transform; pixels outside the image count as background; ties go to the
-//          smallest row-major index), then `positive_points` random mask pixels (distinct, never the
-//          first point), then `negative_points` random background pixels inside the tight box
+//          smallest row-major index), then `positive_points` random mask pixels (distinct, never
+//          the first point), then `negative_points` random background pixels inside the tight box
 //          dilated by max(negative_margin_min, negative_margin * max(box w, h)) pixels, or anywhere
 //          in the image when that region has none.
 //   box:   the tight box; with jitter j each coordinate moves by U(-j, j) * box width (x) or height
@@ -24,6 +24,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace iris {

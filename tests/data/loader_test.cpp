@@ -2,12 +2,14 @@
 
 #include <atomic>
 #include <cmath>
+#include <numeric>
 #include <set>
 
 #include "core/build_info.h"
 #include "core/error.h"
 #include "data/augment.h"
 #include "data/clips.h"
+#include "data/episodes.h"
 #include "data/loader.h"
 #include "data/prompts.h"
 #include "data/synthetic_video.h"
@@ -62,7 +64,8 @@ TEST(Prompts, DistanceTransformIsExact) {
             }
           }
         }
-        ASSERT_NEAR(d[y][x].item<float>(), best, 1e-5) << "seed " << seed << " at " << x << "," << y;
+        ASSERT_NEAR(d[y][x].item<float>(), best, 1e-5)
+            << "seed " << seed << " at " << x << "," << y;
       }
     }
   }
@@ -70,8 +73,12 @@ TEST(Prompts, DistanceTransformIsExact) {
 
 TEST(Prompts, FarthestPointOnConstructedShapes) {
   at::Tensor rect = at::zeros({30, 40}, at::kByte);
-  rect.slice(0, 5, 16).slice(1, 10, 31).fill_(1);  // 21 x 11: one centre
-  EXPECT_EQ(farthest_interior_point(rect), (std::array<int64_t, 2>{20, 10}));
+  rect.slice(0, 5, 16).slice(1, 10, 31).fill_(1);  // 21 x 11: a ridge at distance 6, x 15..25
+  EXPECT_EQ(farthest_interior_point(rect), (std::array<int64_t, 2>{15, 10}));
+  EXPECT_FLOAT_EQ(distance_to_background(rect)[10][25].item<float>(), 6.0f);
+  at::Tensor odd = at::zeros({30, 40}, at::kByte);
+  odd.slice(0, 5, 16).slice(1, 10, 21).fill_(1);  // 11 x 11: one centre
+  EXPECT_EQ(farthest_interior_point(odd), (std::array<int64_t, 2>{15, 10}));
   at::Tensor square = at::zeros({10, 10}, at::kByte);
   square.slice(0, 2, 6).slice(1, 2, 6).fill_(1);  // four tied centres: the first row-major wins
   EXPECT_EQ(farthest_interior_point(square), (std::array<int64_t, 2>{3, 3}));
@@ -80,7 +87,7 @@ TEST(Prompts, FarthestPointOnConstructedShapes) {
   lollipop.slice(0, 19, 22).slice(1, 25, 60).fill_(1);
   EXPECT_EQ(farthest_interior_point(lollipop), (std::array<int64_t, 2>{15, 20}));
   // The image border counts as background.
-  EXPECT_EQ(farthest_interior_point(at::ones({5, 7}, at::kByte)), (std::array<int64_t, 2>{3, 2}));
+  EXPECT_EQ(farthest_interior_point(at::ones({5, 7}, at::kByte)), (std::array<int64_t, 2>{2, 2}));
   // A ring: a point on the ring, never the hole.
   const at::Tensor ring = discs(41, 41, {{{20, 20, 15}}}) & ~discs(41, 41, {{{20, 20, 9}}});
   const auto p = farthest_interior_point(ring);
@@ -120,7 +127,8 @@ TEST(Prompts, PointsFallInsideTheirMasksAndNegativesOutsideNearby) {
       }
     }
     std::mt19937_64 again(seed);
-    EXPECT_TRUE(simulate_prompt(m, PromptType::kPoint, o, again)->point_coords.equal(p->point_coords))
+    EXPECT_TRUE(
+        simulate_prompt(m, PromptType::kPoint, o, again)->point_coords.equal(p->point_coords))
         << "deterministic for a seed";
   }
 }
@@ -211,8 +219,9 @@ TEST(Prompts, StackPadsWithMinusOne) {
   PromptOptions a, b;
   b.positive_points = 2;
   const at::Tensor m = discs(20, 20, {{{10, 10, 5}}});
-  const auto [coords, labels] = stack_point_prompts(
-      {*simulate_prompt(m, PromptType::kPoint, a, rng), *simulate_prompt(m, PromptType::kPoint, b, rng)});
+  const auto [coords, labels] =
+      stack_point_prompts({*simulate_prompt(m, PromptType::kPoint, a, rng),
+                           *simulate_prompt(m, PromptType::kPoint, b, rng)});
   EXPECT_EQ(coords.sizes(), (std::vector<int64_t>{2, 3, 2}));
   EXPECT_TRUE(labels.equal(at::tensor({1, -1, -1, 1, 1, 1}, at::kInt).view({2, 3})));
 }
@@ -277,10 +286,10 @@ TEST(Augment, FlipsAndQuarterTurnsKeepMasksBoxesAndPointsAligned) {
           const float y = out.point_coords[o][0][1].item<float>();
           EXPECT_EQ(at_pixel(out.masks[0][o], x, y), 1);
           // The farthest point is rotation-invariant up to ties.
-          EXPECT_NEAR(distance_to_background(out.masks[0][o])[p[1]][p[0]].item<float>(),
-                      distance_to_background(out.masks[0][o])[std::lround(y)][std::lround(x)]
-                          .item<float>(),
-                      1e-5);
+          EXPECT_NEAR(
+              distance_to_background(out.masks[0][o])[p[1]][p[0]].item<float>(),
+              distance_to_background(out.masks[0][o])[std::lround(y)][std::lround(x)].item<float>(),
+              1e-5);
         }
       }
     }
@@ -297,8 +306,8 @@ TEST(Augment, SmallRotationsAndScaleKeepThePointInside) {
   for (uint64_t seed = 0; seed < 10; ++seed) {
     ClipTensors clip;
     clip.images = at::rand({2, 3, 64, 64});
-    clip.masks = discs(64, 64, {{{28, 34, 14}}, {{40, 30, 8}}}).view({1, 1, 64, 64}).expand(
-        {2, 1, 64, 64});
+    clip.masks =
+        discs(64, 64, {{{28, 34, 14}}, {{40, 30, 8}}}).view({1, 1, 64, 64}).expand({2, 1, 64, 64});
     add_prompts(clip);
     std::mt19937_64 rng(seed);
     const ClipTensors out = augment_clip(clip, o, rng);
@@ -359,7 +368,8 @@ TEST(Augment, IntensityNormalisation) {
   IntensityOptions ct;
   ct.mode = IntensityMode::kCtWindow;
   const at::Tensor hu = at::tensor({-1000.0, -160.0, 40.0, 240.0, 3000.0});
-  EXPECT_TRUE(at::allclose(normalize_intensity(hu, ct), at::tensor({0.0f, 0.0f, 0.5f, 1.0f, 1.0f})));
+  EXPECT_TRUE(
+      at::allclose(normalize_intensity(hu, ct), at::tensor({0.0f, 0.0f, 0.5f, 1.0f, 1.0f})));
   IntensityOptions mri;
   mri.mode = IntensityMode::kMriPercentile;
   mri.low_percentile = 0;
@@ -483,6 +493,41 @@ TEST(Loader, ShutsDownWithSamplesInFlight) {
   EXPECT_LE(produced.load(), 1 + 5 + 4) << "the queue is bounded";
 }
 
+TEST(Loader, ServesIrisSliceEpisodes) {
+  Volume image, labels;
+  image.data = at::rand({12, 20, 20}) + 0.1;
+  labels.data = at::zeros({12, 20, 20}, at::kShort);
+  labels.data.slice(0, 1, 11).slice(1, 3, 12).slice(2, 4, 14).fill_(1);
+  labels.data.slice(0, 0, 12).slice(1, 13, 19).slice(2, 2, 18).fill_(2);
+  std::vector<int64_t> slices(12);
+  std::iota(slices.begin(), slices.end(), 0);
+  const SliceDataset data(image, labels, slices, 16, 4);
+  const auto episodes = [&](int64_t threads) {
+    LoaderOptions o;
+    o.size = 10;
+    o.threads = threads;
+    o.seed = 3;
+    Loader<Episode> loader(
+        [&](int64_t, uint64_t seed) {
+          std::mt19937_64 rng(seed);
+          return data.sample(rng, {1, 2}, SliceEpisodeOptions{});
+        },
+        o);
+    std::vector<Episode> all;
+    while (auto e = loader.next()) all.push_back(std::move(*e));
+    return all;
+  };
+  const auto a = episodes(0), b = episodes(3);
+  ASSERT_EQ(a.size(), 10u);
+  ASSERT_EQ(b.size(), 10u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_NE(a[i].ref_slice, a[i].query_slice);
+    EXPECT_EQ(a[i].ref_slice, b[i].ref_slice);
+    EXPECT_EQ(a[i].query_slice, b[i].query_slice);
+    EXPECT_TRUE(a[i].query_masks.equal(b[i].query_masks));
+  }
+}
+
 // --- clips ----------------------------------------------------------------------------------
 
 TEST(Clips, SamplerOnASyntheticTree) {
@@ -557,7 +602,9 @@ TEST(Clips, SamplerOnASyntheticTree) {
   EXPECT_EQ(clip.prompted_frames, (std::vector<int64_t>{0, 4}));
   for (int64_t i = 0; i < static_cast<int64_t>(clip.objects.size()); ++i) {
     const bool on0 = clip.masks[0][i].any().item<bool>(), on4 = clip.masks[4][i].any().item<bool>();
-    if (!on0 && on4) EXPECT_EQ(clip.objects[i].prompt_frame, 4) << clip.objects[i].name;
+    if (!on0 && on4) {
+      EXPECT_EQ(clip.objects[i].prompt_frame, 4) << clip.objects[i].name;
+    }
   }
 }
 
