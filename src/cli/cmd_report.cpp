@@ -83,12 +83,14 @@ std::function<int()> setup_report(CLI::App& app, const GlobalOptions&) {
   training->add_option("RUN_DIR", training_options->run_dir, "run folder written by `iris train`")
       ->required();
   training->add_option("--out", training_options->out, "output folder (default RUN_DIR/report)");
-  training->add_flag("--no-plots", training_options->no_plots, "write the report without PNG plots");
+  training->add_flag("--no-plots", training_options->no_plots,
+                     "write the report without PNG plots");
   return [options, insights, training_options, training]() -> int {
     if (training->parsed()) {
       const auto files = report::write_training_report(
           training_options->run_dir, {!training_options->no_plots, training_options->out});
-      std::cout << fmt::format("wrote {}\nwrote {}\n", files.markdown.string(), files.html.string());
+      std::cout << fmt::format("wrote {}\nwrote {}\n", files.markdown.string(),
+                               files.html.string());
       for (const auto& p : files.plots) std::cout << "wrote " << p.string() << "\n";
       if (files.plots.empty() && !files.plot_note.empty()) spdlog::info("{}", files.plot_note);
       return 0;

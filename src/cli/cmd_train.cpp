@@ -1,7 +1,7 @@
 #include "cli/cmd_train.h"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -29,8 +29,9 @@ std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
   app.add_option("CONFIG", options->config, "YAML config (e.g. configs/iris/atlas_2d_tiny.yaml)");
   app.add_option("--set", options->overrides, "override a key: --set optim.lr=1e-3 (repeatable)");
   app.add_flag("--print-config", options->print_config, "print the resolved config and exit");
-  app.add_option("--resume", options->resume,
-                 "continue this run folder from its last checkpoint (CONFIG defaults to its config.yaml)");
+  app.add_option(
+      "--resume", options->resume,
+      "continue this run folder from its last checkpoint (CONFIG defaults to its config.yaml)");
   app.add_flag("--no-report", options->no_report, "skip the training report at the end");
   return [options, &globals]() -> int {
 #if IRIS_HAVE_NIFTI
@@ -54,8 +55,10 @@ std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
                                r.run_dir, r.steps);
     } else {
       std::cout << fmt::format(
-          "trained {} steps{} in {:.1f} s; best validation Dice {:.4f} at step {}\nrun folder: {}\n",
-          r.steps, r.resumed_from > 0 ? fmt::format(" (resumed after step {})", r.resumed_from) : "",
+          "trained {} steps{} in {:.1f} s; best validation Dice {:.4f} at step {}\nrun folder: "
+          "{}\n",
+          r.steps,
+          r.resumed_from > 0 ? fmt::format(" (resumed after step {})", r.resumed_from) : "",
           r.seconds, r.best_validation_dice, r.best_step, r.run_dir);
     }
     if (!options->no_report) {
@@ -65,7 +68,8 @@ std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
     }
     return 0;
 #else
-    throw NotAvailableError("training needs NIfTI support, which is off in this build (IRIS_WITH_NIFTI)");
+    throw NotAvailableError(
+        "training needs NIfTI support, which is off in this build (IRIS_WITH_NIFTI)");
 #endif
   };
 }

@@ -241,7 +241,8 @@ std::string render_lines_png(const LineChart& chart) {
   auto value = [&](double y) { return chart.log_y ? std::log10(y) : y; };
   for (const auto& s : chart.series) {
     for (std::size_t i = 0; i < std::min(s.x.size(), s.y.size()); ++i) {
-      if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i]) || (chart.log_y && s.y[i] <= 0)) continue;
+      if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i]) || (chart.log_y && s.y[i] <= 0))
+        continue;
       const double y = value(s.y[i]);
       if (!any) {
         x0 = x1 = s.x[i];

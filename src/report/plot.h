@@ -34,7 +34,7 @@ struct LineSeries {
   std::string name;
   std::vector<double> x, y;
   bool markers = false;  // draw a point at each value (sparse series such as validations)
-  bool faint = false;    // thin grey-tinted line behind the others (raw values under a smoothed one)
+  bool faint = false;  // thin grey-tinted line behind the others (raw values under a smoothed one)
 };
 
 struct LineChart {

@@ -1,8 +1,8 @@
 #include "report/training_report.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -96,8 +96,9 @@ TrainingLog read_training_log(const fs::path& run_dir) {
   log.metrics_path = run_dir / "metrics.jsonl";
   const std::string path = log.metrics_path.string();
   if (!fs::is_regular_file(log.metrics_path)) {
-    throw InputError(file_message(path, "no such file: the training report needs the run's "
-                                        "metrics.jsonl (is this a run folder of `iris train`?)"));
+    throw InputError(file_message(path,
+                                  "no such file: the training report needs the run's "
+                                  "metrics.jsonl (is this a run folder of `iris train`?)"));
   }
   std::size_t line_number = 0;
   for (const auto& line : read_complete_lines(log.metrics_path)) {
@@ -149,8 +150,9 @@ TrainingLog read_training_log(const fs::path& run_dir) {
     }
   }
   if (log.train.empty()) {
-    throw InputError(file_message(path, "holds no training rows (\"train/loss\"), so there is "
-                                        "nothing to report"));
+    throw InputError(file_message(path,
+                                  "holds no training rows (\"train/loss\"), so there is "
+                                  "nothing to report"));
   }
   auto by_step = [](const auto& a, const auto& b) { return a.step < b.step; };
   std::stable_sort(log.train.begin(), log.train.end(), by_step);
@@ -167,10 +169,10 @@ FitAssessment assess_fit(const TrainingLog& log, const FitThresholds& t) {
     for (std::size_t i = n - window; i < n; ++i) tail.push_back(log.train[i].dice);
     fit.final_train_dice = mean_of(tail);
   }
-  const std::string train_dice_text =
-      fmt::format("the training Dice over the last {} logged steps averages {:.4f} (underfitting "
-                  "threshold {:.2f})",
-                  window, fit.final_train_dice, t.low_train_dice);
+  const std::string train_dice_text = fmt::format(
+      "the training Dice over the last {} logged steps averages {:.4f} (underfitting "
+      "threshold {:.2f})",
+      window, fit.final_train_dice, t.low_train_dice);
   if (log.validation.empty()) {
     fit.verdict = fit.final_train_dice < t.low_train_dice ? FitVerdict::kUnderfitting
                                                           : FitVerdict::kNoOverfitting;
@@ -179,7 +181,8 @@ FitAssessment assess_fit(const TrainingLog& log, const FitThresholds& t) {
             ? "Underfitting: " + train_dice_text +
                   "; no validation was logged, so overfitting cannot be assessed."
             : "Over- or underfitting cannot be assessed from validation: no validation was "
-              "logged; " + train_dice_text + ".";
+              "logged; " +
+                  train_dice_text + ".";
     return fit;
   }
   const ValidationRow& last = log.validation.back();
@@ -189,7 +192,8 @@ FitAssessment assess_fit(const TrainingLog& log, const FitThresholds& t) {
   }
   fit.step = last.step;
   fit.val_loss = last.loss;
-  const int64_t previous = log.validation.size() > 1 ? log.validation[log.validation.size() - 2].step : 0;
+  const int64_t previous =
+      log.validation.size() > 1 ? log.validation[log.validation.size() - 2].step : 0;
   fit.train_loss = train_loss_between(log, previous, last.step, fit.train_from, fit.train_to);
   fit.relative_gap = fit.train_loss > 0 ? (fit.val_loss - fit.train_loss) / fit.train_loss : 0.0;
   fit.best_minus_last_points = points(best->dice - last.dice);
@@ -220,34 +224,38 @@ FitAssessment assess_fit(const TrainingLog& log, const FitThresholds& t) {
       100 * fit.relative_gap, 100 * t.relative_gap);
   const std::string trend_text =
       fit.val_trend
-          ? fmt::format("over the last third of training the validation loss went from {:.4f} "
-                        "(step {}) to {:.4f} (step {}), a change of {:+.1f}% (threshold ±{:.0f}%)",
-                        third.front()->loss, fit.trend_from, third.back()->loss, fit.trend_to,
-                        100 * *fit.val_trend, 100 * t.trend)
-          : fmt::format("the last third of training (steps after {}) holds fewer than two "
-                        "validations, so no validation trend is measured",
-                        cutoff);
+          ? fmt::format(
+                "over the last third of training the validation loss went from {:.4f} "
+                "(step {}) to {:.4f} (step {}), a change of {:+.1f}% (threshold ±{:.0f}%)",
+                third.front()->loss, fit.trend_from, third.back()->loss, fit.trend_to,
+                100 * *fit.val_trend, 100 * t.trend)
+          : fmt::format(
+                "the last third of training (steps after {}) holds fewer than two "
+                "validations, so no validation trend is measured",
+                cutoff);
   const std::string drop_text =
       best == &last || best->dice == last.dice
           ? fmt::format("the last validation Dice ({:.4f}, step {}) is the best", last.dice,
                         last.step)
-          : fmt::format("the last validation Dice ({:.4f}) is {:.2f} points below the best "
-                        "({:.4f} at step {}; threshold {:.1f} points)",
-                        last.dice, fit.best_minus_last_points, best->dice, best->step,
-                        t.dice_drop_points);
+          : fmt::format(
+                "the last validation Dice ({:.4f}) is {:.2f} points below the best "
+                "({:.4f} at step {}; threshold {:.1f} points)",
+                last.dice, fit.best_minus_last_points, best->dice, best->step, t.dice_drop_points);
 
   std::string head;
   if (gap && (rising || dice_dropped)) {
     fit.verdict = FitVerdict::kOverfitting;
-    head = std::string("Overfitting: the validation loss exceeds the training loss beyond the "
-                       "threshold and validation got worse (") +
+    head = std::string(
+               "Overfitting: the validation loss exceeds the training loss beyond the "
+               "threshold and validation got worse (") +
            (rising ? "rising validation loss" : "validation Dice below its best") + ")";
   } else if (fit.final_train_dice < t.low_train_dice) {
     fit.verdict = FitVerdict::kUnderfitting;
     head = "Underfitting: the training Dice stays below the threshold";
   } else if (falling) {
     fit.verdict = FitVerdict::kStillImproving;
-    head = "No overfitting; still improving: the validation loss is still falling over the last third";
+    head =
+        "No overfitting; still improving: the validation loss is still falling over the last third";
   } else {
     fit.verdict = FitVerdict::kNoOverfitting;
     head = gap ? "No sign of overfitting: the validation loss exceeds the training loss beyond the "
@@ -255,8 +263,8 @@ FitAssessment assess_fit(const TrainingLog& log, const FitThresholds& t) {
                : "No sign of overfitting: the validation loss is within the threshold of the "
                  "training loss";
   }
-  fit.sentence = fmt::format("{} — {}; {}; {}; {}.", head, gap_text, trend_text, drop_text,
-                             train_dice_text);
+  fit.sentence =
+      fmt::format("{} — {}; {}; {}; {}.", head, gap_text, trend_text, drop_text, train_dice_text);
   return fit;
 }
 
@@ -267,7 +275,8 @@ TrainingReport build_training_report(const fs::path& run_dir, const FitThreshold
   rep.log = read_training_log(run_dir);
   rep.thresholds = thresholds;
   rep.fit = assess_fit(rep.log, thresholds);
-  if (fs::is_regular_file(run_dir / "config.yaml")) rep.config_yaml = read_file(run_dir / "config.yaml");
+  if (fs::is_regular_file(run_dir / "config.yaml"))
+    rep.config_yaml = read_file(run_dir / "config.yaml");
 
   const auto& log = rep.log;
   auto& n = rep.numbers;
@@ -301,8 +310,9 @@ TrainingReport build_training_report(const fs::path& run_dir, const FitThreshold
   n.initial_train_dice = mean_of(head_dice);
   n.final_train_dice = mean_of(tail_dice);
   n.last_step_train_loss = log.train.back().loss;
-  n.loss_reduction =
-      n.initial_train_loss != 0 ? (n.initial_train_loss - n.final_train_loss) / n.initial_train_loss : 0;
+  n.loss_reduction = n.initial_train_loss != 0
+                         ? (n.initial_train_loss - n.final_train_loss) / n.initial_train_loss
+                         : 0;
   n.first_lr = log.train.front().lr;
   n.last_lr = log.train.back().lr;
   n.peak_lr = n.first_lr;
@@ -325,13 +335,16 @@ TrainingReport build_training_report(const fs::path& run_dir, const FitThreshold
   }
 
   // Executive summary.
-  std::string runs_text = fmt::format("Run {}: {} logged training steps (steps {}–{})", rep.run_name,
-                                      n.logged_steps, n.first_step, n.last_step);
-  runs_text += n.finished ? ", finished (summary.json present)"
-                          : ", not finished: summary.json is missing (still running, stopped or crashed)";
-  if (n.wall_seconds) runs_text += fmt::format(", training time {}", duration_text(*n.wall_seconds));
+  std::string runs_text = fmt::format("Run {}: {} logged training steps (steps {}–{})",
+                                      rep.run_name, n.logged_steps, n.first_step, n.last_step);
+  runs_text += n.finished
+                   ? ", finished (summary.json present)"
+                   : ", not finished: summary.json is missing (still running, stopped or crashed)";
+  if (n.wall_seconds)
+    runs_text += fmt::format(", training time {}", duration_text(*n.wall_seconds));
   rep.summary.push_back(runs_text + ".");
-  const double improvement = n.last_validation ? points(n.last_validation->dice - n.first_validation->dice) : 0;
+  const double improvement =
+      n.last_validation ? points(n.last_validation->dice - n.first_validation->dice) : 0;
   if (n.last_validation) {
     rep.summary.push_back(fmt::format(
         "Validation Dice (mean over classes and episodes): last {:.4f} at step {}, best {:.4f} at "
@@ -350,15 +363,19 @@ TrainingReport build_training_report(const fs::path& run_dir, const FitThreshold
   rep.summary.push_back(rep.fit.sentence);
 
   // Key metrics.
-  rep.key_metrics = {"key_metrics", "Key metrics", "Every value from metrics.jsonl unless the definition says otherwise.",
+  rep.key_metrics = {"key_metrics",
+                     "Key metrics",
+                     "Every value from metrics.jsonl unless the definition says otherwise.",
                      {{"Metric"}, {"Value"}, {"Definition"}}};
-  auto key = [&](const std::string& metric, const std::string& value, const std::string& definition) {
+  auto key = [&](const std::string& metric, const std::string& value,
+                 const std::string& definition) {
     rep.key_metrics.rows.push_back({metric, value, definition});
   };
   key("Logged training steps", std::to_string(n.logged_steps),
       fmt::format("rows with train/loss (steps {}–{})", n.first_step, n.last_step));
   key("Finished", n.finished ? "yes" : "no", "summary.json present");
-  if (n.wall_seconds) key("Training time", duration_text(*n.wall_seconds), "summary.json time/seconds");
+  if (n.wall_seconds)
+    key("Training time", duration_text(*n.wall_seconds), "summary.json time/seconds");
   key("Initial training loss", fmt::format("{:.4f}", n.initial_train_loss),
       fmt::format("mean train/loss over the first {} logged steps (10%, at least 1)", n.window));
   key("Final training loss", fmt::format("{:.4f}", n.final_train_loss),
@@ -383,15 +400,22 @@ TrainingReport build_training_report(const fs::path& run_dir, const FitThreshold
         "100 · (best − last)");
     key("Validations", std::to_string(log.validation.size()), "rows with val/loss");
   }
-  key("Learning rate", fmt::format("{} → peak {} → {}", lr_text(n.first_lr), lr_text(n.peak_lr), lr_text(n.last_lr)),
+  key("Learning rate",
+      fmt::format("{} → peak {} → {}", lr_text(n.first_lr), lr_text(n.peak_lr), lr_text(n.last_lr)),
       fmt::format("lr at step {}, max over steps, lr at step {}", n.first_step, n.last_step));
 
   // Per-class validation table.
-  rep.per_class = {"per_class", "Validation Dice per class",
-                   "Hard Dice per class averaged over the validation episodes that contain it; change = 100 · (last − first).",
-                   {{"Class"}, {"Validations", CellFormat::kCount}, {"First", CellFormat::kMetric},
-                    {"Best", CellFormat::kMetric}, {"Best step", CellFormat::kCount},
-                    {"Last", CellFormat::kMetric}, {"Change (points)"}}};
+  rep.per_class = {"per_class",
+                   "Validation Dice per class",
+                   "Hard Dice per class averaged over the validation episodes that contain it; "
+                   "change = 100 · (last − first).",
+                   {{"Class"},
+                    {"Validations", CellFormat::kCount},
+                    {"First", CellFormat::kMetric},
+                    {"Best", CellFormat::kMetric},
+                    {"Best step", CellFormat::kCount},
+                    {"Last", CellFormat::kMetric},
+                    {"Change (points)"}}};
   {
     struct ClassStats {
       int64_t count = 0;
@@ -416,38 +440,51 @@ TrainingReport build_training_report(const fs::path& run_dir, const FitThreshold
                      [](const auto& a, const auto& b) { return a.second.last > b.second.last; });
     const int64_t final_step = n.last_validation ? n.last_validation->step : 0;
     for (const auto& [name, s] : sorted) {
-      const std::string label = s.last_step == final_step ? name : fmt::format("{} (last seen at step {})", name, s.last_step);
+      const std::string label = s.last_step == final_step
+                                    ? name
+                                    : fmt::format("{} (last seen at step {})", name, s.last_step);
       rep.per_class.rows.push_back({label, s.count, s.first, s.best, s.best_step, s.last,
                                     signed_points(points(s.last - s.first))});
     }
   }
 
   // Timing and resources.
-  rep.timing = {"timing", "Timing and resources", "Sums over the logged training steps (validation time excluded).",
+  rep.timing = {"timing",
+                "Timing and resources",
+                "Sums over the logged training steps (validation time excluded).",
                 {{"Quantity"}, {"Value"}, {"Definition"}}};
   const double step_ms = n.data_ms + n.compute_ms;
   auto timing = [&](const std::string& q, const std::string& v, const std::string& d) {
     rep.timing.rows.push_back({q, v, d});
   };
-  timing("Data time", duration_text(n.data_ms / 1000), "sum of time/data_ms (episode sampling, transfer)");
+  timing("Data time", duration_text(n.data_ms / 1000),
+         "sum of time/data_ms (episode sampling, transfer)");
   timing("Compute time", duration_text(n.compute_ms / 1000),
          "sum of time/compute_ms (forward, backward, optimiser step)");
   if (step_ms > 0) {
-    timing("Data share", fmt::format("{:.1f}%", 100 * n.data_ms / step_ms), "data / (data + compute)");
+    timing("Data share", fmt::format("{:.1f}%", 100 * n.data_ms / step_ms),
+           "data / (data + compute)");
     timing("Mean step time", fmt::format("{:.1f} ms", step_ms / static_cast<double>(count)),
            "(data + compute) / logged steps");
   }
   if (n.mean_samples_per_s) {
-    timing("Throughput", fmt::format("{:.2f} episodes/s", *n.mean_samples_per_s), "mean of samples_per_s");
+    timing("Throughput", fmt::format("{:.2f} episodes/s", *n.mean_samples_per_s),
+           "mean of samples_per_s");
   }
-  if (n.peak_rss_mb) timing("Peak memory (CPU RSS)", fmt::format("{:.1f} MB", *n.peak_rss_mb), "max of memory/peak_rss_mb");
+  if (n.peak_rss_mb)
+    timing("Peak memory (CPU RSS)", fmt::format("{:.1f} MB", *n.peak_rss_mb),
+           "max of memory/peak_rss_mb");
 
   // Detailed log: first and last step, every validation, and about ten steps in between.
-  rep.detailed_log = {"detailed_log", "Detailed training log",
+  rep.detailed_log = {"detailed_log",
+                      "Detailed training log",
                       "Training values at the listed steps; validation values at validation steps.",
-                      {{"Step", CellFormat::kCount}, {"Train loss", CellFormat::kMetric},
-                       {"Train Dice", CellFormat::kMetric}, {"LR"},
-                       {"Val loss", CellFormat::kMetric}, {"Val Dice", CellFormat::kMetric}}};
+                      {{"Step", CellFormat::kCount},
+                       {"Train loss", CellFormat::kMetric},
+                       {"Train Dice", CellFormat::kMetric},
+                       {"LR"},
+                       {"Val loss", CellFormat::kMetric},
+                       {"Val Dice", CellFormat::kMetric}}};
   {
     std::set<int64_t> steps{n.first_step, n.last_step};
     const std::size_t stride = std::max<std::size_t>(1, count / 10);
@@ -506,8 +543,9 @@ TrainingReport build_training_report(const fs::path& run_dir, const FitThreshold
 
   // Next steps follow the verdict.
   if (!n.finished) {
-    rep.next_steps.push_back(fmt::format(
-        "The run is not finished: continue it with `iris train CONFIG --resume {}`.", run_dir.string()));
+    rep.next_steps.push_back(
+        fmt::format("The run is not finished: continue it with `iris train CONFIG --resume {}`.",
+                    run_dir.string()));
   }
   switch (rep.fit.verdict) {
     case FitVerdict::kOverfitting:
@@ -558,7 +596,9 @@ struct Plot {
 std::vector<Plot> render_plots(const TrainingReport& rep, std::string& note) {
   std::vector<Plot> plots;
   if (!plots_available()) {
-    note = "This build has no PLplot (or PLplot lacks its pngcairo driver), so the report has no plots.";
+    note =
+        "This build has no PLplot (or PLplot lacks its pngcairo driver), so the report has no "
+        "plots.";
     return plots;
   }
   const auto& log = rep.log;
@@ -600,7 +640,8 @@ std::vector<Plot> render_plots(const TrainingReport& rep, std::string& note) {
     LineChart dices{"Dice", "step", "Dice"};
     dices.series.push_back({"train (raw)", steps, dice, false, true});
     dices.series.push_back({"train (smoothed)", steps, smoothed(dice)});
-    if (!val_steps.empty()) dices.series.push_back({"validation (mean)", val_steps, val_dice, true});
+    if (!val_steps.empty())
+      dices.series.push_back({"validation (mean)", val_steps, val_dice, true});
     std::string class_note;
     if (!per_class.empty() && per_class.size() <= kMaxPlottedClasses) {
       for (auto& [name, s] : per_class) dices.series.push_back(s);
@@ -614,7 +655,8 @@ std::vector<Plot> render_plots(const TrainingReport& rep, std::string& note) {
                      render_lines_png(dices)});
     LineChart rates{"Learning rate", "step", "learning rate"};
     rates.series.push_back({"lr", steps, lr});
-    plots.push_back({"learning_rate.png", "Learning rate per step (linear axis).", render_lines_png(rates)});
+    plots.push_back(
+        {"learning_rate.png", "Learning rate per step (linear axis).", render_lines_png(rates)});
     if (!throughput.empty()) {
       LineChart speed{"Throughput", "step", "episodes / s"};
       speed.series.push_back({"raw", throughput_steps, throughput, false, true});
@@ -653,7 +695,9 @@ std::vector<Block> layout(const TrainingReport& rep, const std::vector<Plot>& pl
                           const std::string& note) {
   using K = Block::Kind;
   std::vector<Block> b;
-  auto heading = [&](const std::string& t, int level = 2) { b.push_back({K::kHeading, t, {}, nullptr, nullptr, level}); };
+  auto heading = [&](const std::string& t, int level = 2) {
+    b.push_back({K::kHeading, t, {}, nullptr, nullptr, level});
+  };
   auto para = [&](const std::string& t) { b.push_back({K::kParagraph, t}); };
   auto plot = [&](const std::string& file) {
     if (const Plot* p = find_plot(plots, file)) b.push_back({K::kPlot, "", {}, nullptr, p});
@@ -678,9 +722,12 @@ std::vector<Block> layout(const TrainingReport& rep, const std::vector<Plot>& pl
   plot("loss_curves.png");
   const auto& n = rep.numbers;
   std::vector<std::string> loss_items{
-      fmt::format("Initial training loss: {:.4f} (mean of the first {} logged steps)", n.initial_train_loss, n.window),
-      fmt::format("Final training loss: {:.4f} (mean of the last {} logged steps)", n.final_train_loss, n.window),
-      fmt::format("Loss reduction = (initial − final) / initial = {:.1f}%", 100 * n.loss_reduction)};
+      fmt::format("Initial training loss: {:.4f} (mean of the first {} logged steps)",
+                  n.initial_train_loss, n.window),
+      fmt::format("Final training loss: {:.4f} (mean of the last {} logged steps)",
+                  n.final_train_loss, n.window),
+      fmt::format("Loss reduction = (initial − final) / initial = {:.1f}%",
+                  100 * n.loss_reduction)};
   if (n.last_validation) {
     loss_items.push_back(fmt::format("Validation loss: {:.4f} (step {}) → {:.4f} (step {})",
                                      n.first_validation->loss, n.first_validation->step,
@@ -690,12 +737,16 @@ std::vector<Block> layout(const TrainingReport& rep, const std::vector<Plot>& pl
   heading("Dice", 3);
   plot("dice_curves.png");
   if (n.last_validation) {
-    b.push_back({K::kBullets, "",
-                 {fmt::format("Best validation Dice: {:.4f} (step {})", n.best_validation->dice, n.best_validation->step),
-                  fmt::format("Final validation Dice: {:.4f} (step {})", n.last_validation->dice, n.last_validation->step),
-                  fmt::format("Improvement = 100 · (last − first) = {} points ({:.4f} → {:.4f})",
-                              signed_points(points(n.last_validation->dice - n.first_validation->dice)),
-                              n.first_validation->dice, n.last_validation->dice)}});
+    b.push_back(
+        {K::kBullets,
+         "",
+         {fmt::format("Best validation Dice: {:.4f} (step {})", n.best_validation->dice,
+                      n.best_validation->step),
+          fmt::format("Final validation Dice: {:.4f} (step {})", n.last_validation->dice,
+                      n.last_validation->step),
+          fmt::format("Improvement = 100 · (last − first) = {} points ({:.4f} → {:.4f})",
+                      signed_points(points(n.last_validation->dice - n.first_validation->dice)),
+                      n.first_validation->dice, n.last_validation->dice)}});
   }
   heading("Validation Dice per class", 3);
   para(rep.per_class.description);
@@ -724,12 +775,15 @@ std::vector<Block> layout(const TrainingReport& rep, const std::vector<Plot>& pl
   para(fmt::format(
       "Verdict rules: overfitting when the relative gap (validation − training loss) / training "
       "loss at the last validation exceeds {:.0f}% and validation got worse (validation loss up by "
-      "more than {:.0f}% over the last third, or last validation Dice more than {:.1f} points below "
-      "the best); otherwise underfitting when the training Dice over the last 10% of steps is below "
-      "{:.2f}; otherwise still improving when the validation loss fell by more than {:.0f}% over the "
+      "more than {:.0f}% over the last third, or last validation Dice more than {:.1f} points "
+      "below "
+      "the best); otherwise underfitting when the training Dice over the last 10% of steps is "
+      "below "
+      "{:.2f}; otherwise still improving when the validation loss fell by more than {:.0f}% over "
+      "the "
       "last third; otherwise no sign of overfitting.",
-      100 * rep.thresholds.relative_gap, 100 * rep.thresholds.trend, rep.thresholds.dice_drop_points,
-      rep.thresholds.low_train_dice, 100 * rep.thresholds.trend));
+      100 * rep.thresholds.relative_gap, 100 * rep.thresholds.trend,
+      rep.thresholds.dice_drop_points, rep.thresholds.low_train_dice, 100 * rep.thresholds.trend));
   heading("Next steps", 3);
   b.push_back({K::kBullets, "", rep.next_steps});
   return b;
@@ -803,7 +857,8 @@ std::string html(const std::vector<Block>& blocks) {
         break;
       case Block::Kind::kPlot:
         h += fmt::format(
-            "<figure><img alt=\"{0}\" src=\"data:image/png;base64,{1}\"><figcaption>{0}</figcaption></figure>\n",
+            "<figure><img alt=\"{0}\" "
+            "src=\"data:image/png;base64,{1}\"><figcaption>{0}</figcaption></figure>\n",
             html_escape(b.plot->caption), base64_encode(b.plot->png));
         break;
       case Block::Kind::kCode:
@@ -817,7 +872,8 @@ std::string html(const std::vector<Block>& blocks) {
 
 }  // namespace
 
-TrainingReportFiles write_training_report(const fs::path& run_dir, const TrainingReportOptions& options) {
+TrainingReportFiles write_training_report(const fs::path& run_dir,
+                                          const TrainingReportOptions& options) {
   const TrainingReport rep = build_training_report(run_dir);
   TrainingReportFiles files;
   const fs::path out = options.out_dir.empty() ? run_dir / "report" : options.out_dir;

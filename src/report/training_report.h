@@ -47,21 +47,21 @@ TrainingLog read_training_log(const fs::path& run_dir);
 
 // Thresholds of the over/under-fitting verdict; the report prints them.
 struct FitThresholds {
-  double relative_gap = 0.10;      // (val loss - train loss) / train loss above this: a gap
-  double trend = 0.02;             // relative change of val loss over the last third beyond ±this
-  double dice_drop_points = 2.0;   // best - last validation Dice (points) above this: a decline
-  double low_train_dice = 0.5;     // final training Dice below this: underfitting
+  double relative_gap = 0.10;     // (val loss - train loss) / train loss above this: a gap
+  double trend = 0.02;            // relative change of val loss over the last third beyond ±this
+  double dice_drop_points = 2.0;  // best - last validation Dice (points) above this: a decline
+  double low_train_dice = 0.5;    // final training Dice below this: underfitting
 };
 
 enum class FitVerdict { kOverfitting, kUnderfitting, kStillImproving, kNoOverfitting };
 
 struct FitAssessment {
   FitVerdict verdict = FitVerdict::kNoOverfitting;
-  int64_t step = 0;           // the last validation's step
-  double val_loss = 0;        // at `step`
-  double train_loss = 0;      // mean training loss over the steps (previous validation, step]
+  int64_t step = 0;       // the last validation's step
+  double val_loss = 0;    // at `step`
+  double train_loss = 0;  // mean training loss over the steps (previous validation, step]
   int64_t train_from = 0, train_to = 0;  // the steps of that mean
-  double relative_gap = 0;    // (val_loss - train_loss) / train_loss
+  double relative_gap = 0;               // (val_loss - train_loss) / train_loss
   // Relative change of the validation loss between the first and last validation of the last
   // third of training (steps > 2/3 of the last step); nullopt with fewer than two there.
   std::optional<double> val_trend;
@@ -94,8 +94,8 @@ struct TrainingReport {
   TrainingNumbers numbers;
   FitThresholds thresholds;
   FitAssessment fit;
-  std::string config_yaml;  // empty when config.yaml is missing
-  std::vector<std::string> summary;      // executive summary sentences
+  std::string config_yaml;           // empty when config.yaml is missing
+  std::vector<std::string> summary;  // executive summary sentences
   Table key_metrics, per_class, timing, detailed_log;
   std::vector<std::string> conclusions;
   std::vector<std::string> next_steps;

@@ -1,8 +1,8 @@
 #include "train/iris_trainer.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -161,7 +161,8 @@ void truncate_metrics(const RunDir& run, int64_t step) {
     try {
       row = nlohmann::json::parse(line);
     } catch (const nlohmann::json::parse_error& e) {
-      throw InputError(file_message(run.metrics_path().string(), std::string("not JSON: ") + e.what()));
+      throw InputError(
+          file_message(run.metrics_path().string(), std::string("not JSON: ") + e.what()));
     }
     if (row.value("step", int64_t{0}) > step) {
       ++dropped;
@@ -190,7 +191,8 @@ std::string config_differences(const std::string& stored, const std::string& giv
 
 }  // namespace
 
-models::IrisModel load_iris_checkpoint(const std::string& path, const models::IrisOptions& options) {
+models::IrisModel load_iris_checkpoint(const std::string& path,
+                                       const models::IrisOptions& options) {
   if (!fs::exists(path)) throw InputError(file_message(path, "no such checkpoint"));
   models::IrisModel model(options);
   try {
@@ -198,8 +200,9 @@ models::IrisModel load_iris_checkpoint(const std::string& path, const models::Ir
     archive.load_from(path);
     model->load(archive);
   } catch (const c10::Error& e) {
-    throw InputError(file_message(path, std::string("does not hold IRIS weights for this configuration: ") +
-                                            e.what_without_backtrace()));
+    throw InputError(
+        file_message(path, std::string("does not hold IRIS weights for this configuration: ") +
+                               e.what_without_backtrace()));
   }
   return model;
 }
@@ -220,7 +223,8 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
   });
   v.section("data", [&](ConfigVisitor& d) {
     d.field("atlas_dir", data.atlas_dir, "mricron templates folder");
-    d.choice("label_map", data.label_map, {"aal", "brodmann", "HarvardOxford-cort", "JHU-WhiteMatter"},
+    d.choice("label_map", data.label_map,
+             {"aal", "brodmann", "HarvardOxford-cort", "JHU-WhiteMatter"},
              "label map whose classes train the model");
     d.field("slice_size", data.slice_size, "axial slices are padded square and resized to this");
     d.field("classes_per_episode", data.classes_per_episode, "classes per episode (K)");
@@ -229,14 +233,16 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
             "slices k with k % n == 0 are held out for validation");
     d.field("absent_query_probability", data.absent_query_probability,
             "chance that a query slice may lack the episode's anchor class");
-    d.field("min_slice_gap", data.min_slice_gap, "reference and query slices at least this far apart");
+    d.field("min_slice_gap", data.min_slice_gap,
+            "reference and query slices at least this far apart");
   });
   v.section("optim", [&](ConfigVisitor& o) {
     o.choice("name", optim.name, {"adamw"}, "optimiser");
     o.field("lr", optim.lr, "peak learning rate");
     o.field("weight_decay", optim.weight_decay, "decoupled weight decay");
     o.field("warmup", optim.warmup, "linear warmup steps");
-    o.choice("schedule", optim.schedule, {"cosine", "exponential", "constant"}, "decay after warmup");
+    o.choice("schedule", optim.schedule, {"cosine", "exponential", "constant"},
+             "decay after warmup");
     o.field("final_lr_ratio", optim.final_lr_ratio, "learning rate at the end / peak");
     o.field("grad_clip", optim.grad_clip, "max gradient norm (0: off)");
     o.field("iterations", optim.iterations, "optimiser steps");
@@ -258,7 +264,8 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
 TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& session) {
   const auto& o = config.model.options;
   if (o.spatial_dims != 2) {
-    throw NotAvailableError("model.spatial_dims: 3 is not trainable from `iris train` yet (2D slices only)");
+    throw NotAvailableError(
+        "model.spatial_dims: 3 is not trainable from `iris train` yet (2D slices only)");
   }
   if (config.data.slice_size % (int64_t{1} << o.stages) != 0) {
     throw ConfigError(fmt::format("data.slice_size {} must be divisible by 2^model.stages = {}",
@@ -285,7 +292,8 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
     if (!diff.empty()) {
       throw ConfigError(file_message(run_folder->config_path().string(),
                                      "the config differs from the run's, so the run cannot "
-                                     "continue exactly:" + diff));
+                                     "continue exactly:" +
+                                         diff));
     }
   } else {
     resolved.run.name = config.run.name.empty() ? generated_run_name("iris") : config.run.name;
@@ -312,20 +320,23 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
                               config.data.min_area);
   const std::vector<int64_t> classes = train_data.episode_classes();
   SliceEpisodeOptions episode_options{config.data.classes_per_episode, config.data.min_area,
-                                      config.data.absent_query_probability, config.data.min_slice_gap};
+                                      config.data.absent_query_probability,
+                                      config.data.min_slice_gap};
   std::mt19937_64 val_rng(static_cast<uint64_t>(config.run.seed) + 1);
   std::vector<Episode> val_episodes;
   for (int64_t i = 0; i < config.validation.episodes; ++i) {
     val_episodes.push_back(val_data.sample(val_rng, val_data.episode_classes(), episode_options));
   }
-  spdlog::info("IRIS training: {} train slices, {} validation slices, {} classes of {}; run folder {}",
-               train_slices.size(), val_slices.size(), classes.size(), config.data.label_map,
-               run.path().string());
+  spdlog::info(
+      "IRIS training: {} train slices, {} validation slices, {} classes of {}; run folder {}",
+      train_slices.size(), val_slices.size(), classes.size(), config.data.label_map,
+      run.path().string());
 
   models::IrisModel model(o);
   model->to(device);
-  torch::optim::AdamW optimizer(model->parameters(),
-                                torch::optim::AdamWOptions(config.optim.lr).weight_decay(config.optim.weight_decay));
+  torch::optim::AdamW optimizer(
+      model->parameters(),
+      torch::optim::AdamWOptions(config.optim.lr).weight_decay(config.optim.weight_decay));
   models::MemoryBank bank;
   TrainState state;
   if (resuming) {
@@ -361,7 +372,8 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
     at::Tensor loss = config.loss.dice * soft_dice_loss(out.logits, b.query_masks) +
                       config.loss.bce * bce_loss(out.logits, b.query_masks);
     for (const auto& aux : out.auxiliary) {
-      const auto target = at::adaptive_avg_pool2d(b.query_masks, {aux.size(-2), aux.size(-1)}) > 0.5;
+      const auto target =
+          at::adaptive_avg_pool2d(b.query_masks, {aux.size(-2), aux.size(-1)}) > 0.5;
       loss = loss + 0.5 * (soft_dice_loss(aux, target) + bce_loss(aux, target));
     }
     return std::make_tuple(loss, out.logits, task);
@@ -440,7 +452,8 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
       compute_ms += ms_since(t0);
     }
     const auto t0 = Clock::now();
-    if (config.optim.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), config.optim.grad_clip);
+    if (config.optim.grad_clip > 0)
+      torch::nn::utils::clip_grad_norm_(model->parameters(), config.optim.grad_clip);
     optimizer.step();
     compute_ms += ms_since(t0);
     result.final_train_loss = loss_sum / config.optim.batch;
@@ -448,17 +461,19 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
       const double train_dice = dice_n > 0 ? dice_sum / dice_n : 0.0;
       tensorboard.add_scalars(
           {{"train/loss", result.final_train_loss}, {"train/dice", train_dice}, {"lr", lr}}, step);
-      run.append_metrics({{"step", step},
-                          {"train/loss", result.final_train_loss},
-                          {"train/dice", train_dice},
-                          {"lr", lr},
-                          {"time/data_ms", data_ms},
-                          {"time/compute_ms", compute_ms},
-                          {"samples_per_s", 1000.0 * config.optim.batch / std::max(1e-9, data_ms + compute_ms)},
-                          {"memory/peak_rss_mb", peak_rss_mb()}});
+      run.append_metrics(
+          {{"step", step},
+           {"train/loss", result.final_train_loss},
+           {"train/dice", train_dice},
+           {"lr", lr},
+           {"time/data_ms", data_ms},
+           {"time/compute_ms", compute_ms},
+           {"samples_per_s", 1000.0 * config.optim.batch / std::max(1e-9, data_ms + compute_ms)},
+           {"memory/peak_rss_mb", peak_rss_mb()}});
     }
-    const bool validate_now = (config.validation.every > 0 && step % config.validation.every == 0) ||
-                              step == config.optim.iterations;
+    const bool validate_now =
+        (config.validation.every > 0 && step % config.validation.every == 0) ||
+        step == config.optim.iterations;
     if (validate_now) {
       const auto row = validate(step);
       run.append_metrics(row);

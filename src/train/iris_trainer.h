@@ -65,9 +65,9 @@ struct TrainSession {
 
 struct TrainResult {
   std::string run_dir;
-  int64_t steps = 0;           // last step done (== optim.iterations when finished)
-  int64_t resumed_from = 0;    // step of the checkpoint this session started from (0: new run)
-  bool finished = false;       // all optim.iterations done; summary.json written
+  int64_t steps = 0;              // last step done (== optim.iterations when finished)
+  int64_t resumed_from = 0;       // step of the checkpoint this session started from (0: new run)
+  bool finished = false;          // all optim.iterations done; summary.json written
   bool already_finished = false;  // resume found nothing left to do
   double best_validation_dice = 0;
   int64_t best_step = 0;

@@ -1,7 +1,7 @@
 // The training report: its numbers are those of metrics.jsonl, its verdict follows the numbers in
 // both directions, and bad inputs name the file.
-#include <gtest/gtest.h>
 #include <fmt/format.h>
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -18,8 +18,10 @@ namespace {
 
 // A metrics.jsonl of `steps` steps with validations every `every` steps; the functions give the
 // training loss, validation loss and validation Dice per step.
-void write_metrics(const fs::path& run, int steps, int every, const std::function<double(int)>& train_loss,
-                   const std::function<double(int)>& val_loss, const std::function<double(int)>& val_dice) {
+void write_metrics(const fs::path& run, int steps, int every,
+                   const std::function<double(int)>& train_loss,
+                   const std::function<double(int)>& val_loss,
+                   const std::function<double(int)>& val_dice) {
   fs::create_directories(run);
   std::string text;
   for (int s = 1; s <= steps; ++s) {
@@ -35,13 +37,14 @@ void write_metrics(const fs::path& run, int steps, int every, const std::functio
                 .dump() +
             "\n";
     if (s % every == 0) {
-      text += nlohmann::json{{"step", s},
-                             {"val/loss", val_loss(s)},
-                             {"val/dice", val_dice(s)},
-                             {"val/dice_per_class",
-                              {{"Caudate_L", val_dice(s) + 0.05}, {"Putamen_R", val_dice(s) - 0.05}}}}
-                  .dump() +
-              "\n";
+      text +=
+          nlohmann::json{{"step", s},
+                         {"val/loss", val_loss(s)},
+                         {"val/dice", val_dice(s)},
+                         {"val/dice_per_class",
+                          {{"Caudate_L", val_dice(s) + 0.05}, {"Putamen_R", val_dice(s) - 0.05}}}}
+              .dump() +
+          "\n";
     }
   }
   write_file_atomic(run / "metrics.jsonl", text);
@@ -82,7 +85,8 @@ TEST(TrainingReport, NumbersEqualThoseInMetricsJsonl) {
   EXPECT_DOUBLE_EQ(*n.peak_rss_mb, 560.0);
   // The printed values are these numbers.
   EXPECT_EQ(cell_text(rep.key_metrics, "Best validation Dice"), "0.8742");
-  EXPECT_EQ(cell_text(rep.key_metrics, "Final validation Dice"), fmt::format("{:.4f}", 0.8457 + 0.024));
+  EXPECT_EQ(cell_text(rep.key_metrics, "Final validation Dice"),
+            fmt::format("{:.4f}", 0.8457 + 0.024));
   EXPECT_EQ(cell_text(rep.key_metrics, "Logged training steps"), "60");
   EXPECT_EQ(cell_text(rep.key_metrics, "Validation Dice improvement"),
             fmt::format("{:+.2f} points", 100 * (0.024 - 0.004)));
@@ -96,10 +100,10 @@ TEST(TrainingReport, NumbersEqualThoseInMetricsJsonl) {
   EXPECT_NE(md.find("improvement = +2.00 points (0.8497 at step 10 → 0.8697 at step 60)"),
             std::string::npos)
       << md;
-  for (const char* section : {"## Executive summary", "## Key metrics", "## Training progress",
-                              "## Training configuration", "## Resource usage",
-                              "## Detailed training log", "## Conclusions", "### Next steps",
-                              "### Validation Dice per class", "iterations: 60"}) {
+  for (const char* section :
+       {"## Executive summary", "## Key metrics", "## Training progress",
+        "## Training configuration", "## Resource usage", "## Detailed training log",
+        "## Conclusions", "### Next steps", "### Validation Dice per class", "iterations: 60"}) {
     EXPECT_NE(md.find(section), std::string::npos) << section;
   }
   EXPECT_NE(md.find(rep.fit.sentence), std::string::npos);
@@ -126,7 +130,8 @@ TEST(TrainingReport, OverfittingVerdictFollowsTheNumbersInBothDirections) {
   ASSERT_TRUE(over.val_trend);
   EXPECT_GT(*over.val_trend, 0.02);
   EXPECT_NEAR(over.best_minus_last_points, 100 * (0.8 - (0.8 - 0.004 * 40)), 1e-9);
-  EXPECT_NE(over.sentence.find(fmt::format("{:+.1f}%", 100 * over.relative_gap)), std::string::npos);
+  EXPECT_NE(over.sentence.find(fmt::format("{:+.1f}%", 100 * over.relative_gap)),
+            std::string::npos);
 
   // Validation loss follows the training loss closely and levels off: no overfitting.
   write_metrics(
@@ -156,7 +161,8 @@ TEST(TrainingReport, MissingOrCorruptMetricsNameTheFile) {
     build_training_report(dir / "empty");
     FAIL() << "expected InputError";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find((dir / "empty" / "metrics.jsonl").string()), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find((dir / "empty" / "metrics.jsonl").string()),
+              std::string::npos)
         << e.what();
   }
   fs::create_directories(dir / "corrupt");
@@ -170,14 +176,17 @@ TEST(TrainingReport, MissingOrCorruptMetricsNameTheFile) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("metrics.jsonl:2"), std::string::npos) << e.what();
   }
-  write_file_atomic(dir / "corrupt" / "metrics.jsonl",
-                    "{\"step\": 1, \"train/loss\": \"high\", \"train/dice\": 0.1, \"lr\": 0.001}\n");
+  write_file_atomic(
+      dir / "corrupt" / "metrics.jsonl",
+      "{\"step\": 1, \"train/loss\": \"high\", \"train/dice\": 0.1, \"lr\": 0.001}\n");
   EXPECT_THROW(build_training_report(dir / "corrupt"), InputError);
-  write_file_atomic(dir / "corrupt" / "metrics.jsonl", "{\"step\": 1, \"val/loss\": 1.0, \"val/dice\": 0.2}\n");
+  write_file_atomic(dir / "corrupt" / "metrics.jsonl",
+                    "{\"step\": 1, \"val/loss\": 1.0, \"val/dice\": 0.2}\n");
   EXPECT_THROW(build_training_report(dir / "corrupt"), InputError) << "no training rows";
   // A torn last line (crash mid-write) is not an error.
-  write_file_atomic(dir / "corrupt" / "metrics.jsonl",
-                    "{\"step\": 1, \"train/loss\": 1.0, \"train/dice\": 0.1, \"lr\": 0.001}\n{\"step\": 2, \"tr");
+  write_file_atomic(
+      dir / "corrupt" / "metrics.jsonl",
+      "{\"step\": 1, \"train/loss\": 1.0, \"train/dice\": 0.1, \"lr\": 0.001}\n{\"step\": 2, \"tr");
   EXPECT_EQ(build_training_report(dir / "corrupt").numbers.logged_steps, 1);
 }
 
@@ -186,7 +195,8 @@ TEST(TrainingReport, CommandWritesTheReportAndExitsWith3OnAMissingLog) {
   write_metrics(
       dir / "run", 20, 5, [](int s) { return 1.0 / s; }, [](int s) { return 1.1 / s; },
       [](int s) { return 0.5 + 0.01 * s; });
-  auto r = test::run_command(test::iris_binary() + " report training '" + (dir / "run").string() + "'");
+  auto r =
+      test::run_command(test::iris_binary() + " report training '" + (dir / "run").string() + "'");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(fs::exists(dir / "run" / "report" / "training_report.md"));
   EXPECT_TRUE(fs::exists(dir / "run" / "report" / "training_report.html"));

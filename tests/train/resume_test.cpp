@@ -22,10 +22,11 @@ namespace {
 
 IrisTrainConfig tiny_config(const fs::path& root, const std::string& name) {
   return load_config<IrisTrainConfig>(
-      {"", {"run.root=" + root.string(), "run.name=" + name, "run.threads=1", "model.base_channels=4",
-            "model.stages=3", "model.query_tokens=2", "model.heads=2", "data.slice_size=48",
-            "optim.iterations=8", "optim.warmup=2", "optim.batch=2", "validation.every=3",
-            "validation.episodes=2", "checkpoint_every=0"}});
+      {"",
+       {"run.root=" + root.string(), "run.name=" + name, "run.threads=1", "model.base_channels=4",
+        "model.stages=3", "model.query_tokens=2", "model.heads=2", "data.slice_size=48",
+        "optim.iterations=8", "optim.warmup=2", "optim.batch=2", "validation.every=3",
+        "validation.episodes=2", "checkpoint_every=0"}});
 }
 
 // Timing and memory differ between any two runs; everything else must match.
@@ -33,7 +34,8 @@ bool is_measurement(const std::string& key) {
   return key.rfind("time/", 0) == 0 || key.rfind("memory/", 0) == 0 || key == "samples_per_s";
 }
 
-void expect_same_values(const nlohmann::json& a, const nlohmann::json& b, const std::string& where) {
+void expect_same_values(const nlohmann::json& a, const nlohmann::json& b,
+                        const std::string& where) {
   ASSERT_EQ(a.type(), b.type()) << where;
   if (a.is_object()) {
     for (const auto& [key, value] : a.items()) {
@@ -44,14 +46,16 @@ void expect_same_values(const nlohmann::json& a, const nlohmann::json& b, const 
     for (const auto& [key, value] : b.items()) EXPECT_TRUE(a.contains(key)) << where << ": " << key;
   } else if (a.is_number_float()) {
     const double x = a.get<double>(), y = b.get<double>();
-    EXPECT_LE(std::abs(x - y), 1e-6 * std::max(1.0, std::abs(x))) << where << ": " << x << " vs " << y;
+    EXPECT_LE(std::abs(x - y), 1e-6 * std::max(1.0, std::abs(x)))
+        << where << ": " << x << " vs " << y;
   } else {
     EXPECT_EQ(a, b) << where;
   }
 }
 
 TEST(Resume, StoppedAndResumedRunLogsTheSameValuesAsAnUninterruptedOne) {
-  if (!is_mricron_atlas_dir(kMricronTemplates)) GTEST_SKIP() << "mricron-data atlases not installed";
+  if (!is_mricron_atlas_dir(kMricronTemplates))
+    GTEST_SKIP() << "mricron-data atlases not installed";
   test::TempDir dir;
   const TrainResult straight = train_iris(tiny_config(dir.path(), "straight"));
   ASSERT_TRUE(straight.finished);
@@ -62,9 +66,11 @@ TEST(Resume, StoppedAndResumedRunLogsTheSameValuesAsAnUninterruptedOne) {
   const RunDir split = RunDir::existing(dir / "split");
   EXPECT_FALSE(fs::exists(split.summary_path())) << "a stopped run has no summary";
   // A crash after the checkpoint leaves rows of steps that will run again; resume drops them.
-  append_line(split.metrics_path(), R"({"step": 5, "train/loss": 123.0, "train/dice": 0.0, "lr": 0.0})");
+  append_line(split.metrics_path(),
+              R"({"step": 5, "train/loss": 123.0, "train/dice": 0.0, "lr": 0.0})");
 
-  const TrainResult second = train_iris(tiny_config(dir.path(), "split"), {split.path().string(), 0});
+  const TrainResult second =
+      train_iris(tiny_config(dir.path(), "split"), {split.path().string(), 0});
   EXPECT_EQ(second.resumed_from, 4);
   EXPECT_TRUE(second.finished);
   EXPECT_EQ(second.steps, 8);
@@ -89,14 +95,16 @@ TEST(Resume, StoppedAndResumedRunLogsTheSameValuesAsAnUninterruptedOne) {
 
   // Nothing left to do: said so, and the run folder is untouched.
   const std::string metrics_before = read_file(split.metrics_path());
-  const TrainResult again = train_iris(tiny_config(dir.path(), "split"), {split.path().string(), 0});
+  const TrainResult again =
+      train_iris(tiny_config(dir.path(), "split"), {split.path().string(), 0});
   EXPECT_TRUE(again.already_finished);
   EXPECT_EQ(again.steps, 8);
   EXPECT_EQ(read_file(split.metrics_path()), metrics_before);
 }
 
 TEST(Resume, RefusesADifferentConfigAndAFolderWithoutARun) {
-  if (!is_mricron_atlas_dir(kMricronTemplates)) GTEST_SKIP() << "mricron-data atlases not installed";
+  if (!is_mricron_atlas_dir(kMricronTemplates))
+    GTEST_SKIP() << "mricron-data atlases not installed";
   test::TempDir dir;
   auto config = tiny_config(dir.path(), "run");
   config.optim.iterations = 2;
