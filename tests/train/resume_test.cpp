@@ -119,7 +119,7 @@ TEST(Resume, RefusesADifferentConfigAndAFolderWithoutARun) {
   }
   // Device and threads may change.
   changed = config;
-  changed.run.threads = 2;
+  changed.run.device = "cpu";
   EXPECT_TRUE(train_iris(changed, {(dir / "run").string(), 0}).finished);
   EXPECT_THROW(train_iris(config, {(dir / "nothing").string(), 0}), InputError);
   fs::remove(dir / "run" / "checkpoints" / "last.pt");
