@@ -17,6 +17,7 @@
 #include "core/error.h"
 #if IRIS_HAVE_NIFTI
 #include "eval/iris_unseen_eval.h"
+#include "report/training_report.h"
 #include "train/iris_trainer.h"
 #endif
 
@@ -51,6 +52,8 @@ std::function<int()> setup_demo(CLI::App& app, const GlobalOptions& globals) {
     spdlog::info("demo 1/2: training IRIS on {} slices of the Colin27 atlas ({} steps)", config.data.label_map,
                  config.optim.iterations);
     const TrainResult trained = train_iris(config);
+    const auto report_files = report::write_training_report(trained.run_dir);
+    spdlog::info("training report: {}", report_files.markdown.string());
 
     spdlog::info("demo 2/2: one-shot and context-ensemble segmentation of unseen structures");
     const MricronAtlas atlas = load_mricron_atlas(config.data.atlas_dir, {"brodmann", "HarvardOxford-cort", "JHU-WhiteMatter"});

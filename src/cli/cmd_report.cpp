@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "report/insights_writer.h"
+#include "report/training_report.h"
 #include "track/run_store.h"
 #include "track/wandb_csv.h"
 
@@ -71,14 +72,36 @@ std::function<int()> setup_report(CLI::App& app, const GlobalOptions&) {
       "map a role to a CSV column, e.g. dice=eval/Dice (roles: name, dice, mae, miou, prompt_type, "
       "trainable_modules, dataset, max_epochs, recipe)");
   insights->add_flag("--no-plots", options->no_plots, "write the report without PNG plots");
-  return [options, insights]() -> int {
+  struct TrainingOptions {
+    std::string run_dir;
+    std::string out;
+    bool no_plots = false;
+  };
+  auto training_options = std::make_shared<TrainingOptions>();
+  CLI::App* training = app.add_subcommand(
+      "training", "the training report of one run folder: markdown, self-contained HTML, plots");
+  training->add_option("RUN_DIR", training_options->run_dir, "run folder written by `iris train`")
+      ->required();
+  training->add_option("--out", training_options->out, "output folder (default RUN_DIR/report)");
+  training->add_flag("--no-plots", training_options->no_plots,
+                     "write the report without PNG plots");
+  return [options, insights, training_options, training]() -> int {
+    if (training->parsed()) {
+      const auto files = report::write_training_report(
+          training_options->run_dir, {!training_options->no_plots, training_options->out});
+      std::cout << fmt::format("wrote {}\nwrote {}\n", files.markdown.string(),
+                               files.html.string());
+      for (const auto& p : files.plots) std::cout << "wrote " << p.string() << "\n";
+      if (files.plots.empty() && !files.plot_note.empty()) spdlog::info("{}", files.plot_note);
+      return 0;
+    }
     if (insights->parsed()) {
       if (options->csv.empty() && options->runs.empty()) {
         throw UsageError("report insights: give --csv FILE (a W&B export) or --runs DIR");
       }
       return run_insights(*options);
     }
-    throw UsageError("report: expected a report kind: insights");
+    throw UsageError("report: expected a report kind: insights or training");
   };
 }
 

@@ -1,12 +1,16 @@
 #include "cli/cmd_train.h"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
 #include <iostream>
 
 #include "core/build_info.h"
 #include "core/error.h"
+#include "report/training_report.h"
 #if IRIS_HAVE_NIFTI
 #include "train/iris_trainer.h"
 #endif
@@ -18,29 +22,54 @@ std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
     std::string config;
     std::vector<std::string> overrides;
     bool print_config = false;
+    std::string resume;
+    bool no_report = false;
   };
   auto options = std::make_shared<Options>();
   app.add_option("CONFIG", options->config, "YAML config (e.g. configs/iris/atlas_2d_tiny.yaml)");
   app.add_option("--set", options->overrides, "override a key: --set optim.lr=1e-3 (repeatable)");
   app.add_flag("--print-config", options->print_config, "print the resolved config and exit");
+  app.add_option(
+      "--resume", options->resume,
+      "continue this run folder from its last checkpoint (CONFIG defaults to its config.yaml)");
+  app.add_flag("--no-report", options->no_report, "skip the training report at the end");
   return [options, &globals]() -> int {
 #if IRIS_HAVE_NIFTI
     auto overrides = options->overrides;
     if (globals.seed) overrides.push_back(fmt::format("run.seed={}", *globals.seed));
     if (globals.device != "auto") overrides.push_back("run.device=" + globals.device);
     if (globals.threads > 0) overrides.push_back(fmt::format("run.threads={}", globals.threads));
-    const auto config = load_config<IrisTrainConfig>({options->config, overrides});
+    std::string config_path = options->config;
+    if (config_path.empty() && !options->resume.empty()) {
+      config_path = (std::filesystem::path(options->resume) / "config.yaml").string();
+    }
+    if (config_path.empty()) throw UsageError("train: give a CONFIG file (or --resume RUN_DIR)");
+    const auto config = load_config<IrisTrainConfig>({config_path, overrides});
     if (options->print_config) {
       std::cout << dump_config(config);
       return 0;
     }
-    const TrainResult r = train_iris(config);
-    std::cout << fmt::format("trained {} steps in {:.1f} s; best validation Dice {:.4f} at step {}\n"
-                             "run folder: {}\n",
-                             r.steps, r.seconds, r.best_validation_dice, r.best_step, r.run_dir);
+    const TrainResult r = train_iris(config, {options->resume, 0});
+    if (r.already_finished) {
+      std::cout << fmt::format("run {} had already finished all {} steps; nothing to resume\n",
+                               r.run_dir, r.steps);
+    } else {
+      std::cout << fmt::format(
+          "trained {} steps{} in {:.1f} s; best validation Dice {:.4f} at step {}\nrun folder: "
+          "{}\n",
+          r.steps,
+          r.resumed_from > 0 ? fmt::format(" (resumed after step {})", r.resumed_from) : "",
+          r.seconds, r.best_validation_dice, r.best_step, r.run_dir);
+    }
+    if (!options->no_report) {
+      const auto files = report::write_training_report(r.run_dir);
+      std::cout << fmt::format("training report: {}\n", files.markdown.string());
+      if (files.plots.empty() && !files.plot_note.empty()) spdlog::info("{}", files.plot_note);
+    }
     return 0;
 #else
-    throw NotAvailableError("training needs NIfTI support, which is off in this build (IRIS_WITH_NIFTI)");
+    throw NotAvailableError(
+        "training needs NIfTI support, which is off in this build (IRIS_WITH_NIFTI)");
 #endif
   };
 }

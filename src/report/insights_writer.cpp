@@ -233,6 +233,10 @@ InsightsFiles write_insights_report(const InsightsReport& report, const fs::path
   return files;
 }
 
+const char* report_stylesheet() {
+  return kCss;
+}
+
 std::string base64_encode(const std::string& bytes) {
   static constexpr char kAlphabet[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

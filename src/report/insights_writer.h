@@ -40,4 +40,7 @@ InsightsFiles write_insights_report(const InsightsReport& report, const fs::path
 // RFC 4648 base64, for data URIs.
 std::string base64_encode(const std::string& bytes);
 
+// The CSS every self-contained HTML report embeds (tables, figures, captions).
+const char* report_stylesheet();
+
 }  // namespace iris::report

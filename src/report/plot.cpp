@@ -235,8 +235,87 @@ std::string render_bars_png(const BarChart& chart) {
   return canvas.finish();
 }
 
+std::string render_lines_png(const LineChart& chart) {
+  double x0 = 0, x1 = 0, y0 = 0, y1 = 0;
+  bool any = false;
+  auto value = [&](double y) { return chart.log_y ? std::log10(y) : y; };
+  for (const auto& s : chart.series) {
+    for (std::size_t i = 0; i < std::min(s.x.size(), s.y.size()); ++i) {
+      if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i]) || (chart.log_y && s.y[i] <= 0))
+        continue;
+      const double y = value(s.y[i]);
+      if (!any) {
+        x0 = x1 = s.x[i];
+        y0 = y1 = y;
+        any = true;
+      }
+      x0 = std::min(x0, s.x[i]);
+      x1 = std::max(x1, s.x[i]);
+      y0 = std::min(y0, y);
+      y1 = std::max(y1, y);
+    }
+  }
+  if (!any) throw RuntimeFailure("line chart '" + chart.title + "' has no values");
+  if (x1 == x0) x1 = x0 + 1;
+  const double pad = y1 > y0 ? 0.05 * (y1 - y0) : std::max(0.05 * std::abs(y0), 1e-6);
+  y0 -= pad;
+  y1 += pad;
+
+  PngCanvas canvas;
+  canvas->vpor(0.09, 0.80, 0.10, 0.92);
+  canvas->wind(x0, x1, y0, y1);
+  canvas->col0(2);
+  canvas->box("g", 0, 0, "g", 0, 0);
+  canvas->col0(1);
+  canvas->box("bcnst", 0, 0, chart.log_y ? "bcnstvl" : "bcnstv", 0, 0);
+  for (std::size_t s = 0; s < chart.series.size(); ++s) {
+    const auto& series = chart.series[s];
+    std::vector<double> xs, ys;
+    for (std::size_t i = 0; i < std::min(series.x.size(), series.y.size()); ++i) {
+      if (!std::isfinite(series.x[i]) || !std::isfinite(series.y[i])) continue;
+      if (chart.log_y && series.y[i] <= 0) continue;
+      xs.push_back(series.x[i]);
+      ys.push_back(value(series.y[i]));
+    }
+    if (xs.empty()) continue;
+    auto rgb = kPalette[s % kPalette.size()];
+    if (series.faint) {
+      for (auto& c : rgb) c = (c + 2 * 210) / 3;  // blend towards light grey
+    }
+    canvas->scol0(kScratchColor, rgb[0], rgb[1], rgb[2]);
+    canvas->col0(kScratchColor);
+    canvas->width(series.faint ? 1.0 : 2.5);
+    canvas->line(static_cast<int>(xs.size()), xs.data(), ys.data());
+    if (series.markers) canvas->poin(static_cast<int>(xs.size()), xs.data(), ys.data(), 17);
+    canvas->width(1.0);
+    canvas->col0(1);
+  }
+  canvas->mtex("b", 3.0, 0.5, 0.5, chart.x_label.c_str());
+  canvas->mtex("l", 5.0, 0.5, 0.5, chart.y_label.c_str());
+  canvas->schr(0, kTitleScale);
+  canvas->mtex("t", 1.5, 0.5, 0.5, chart.title.c_str());
+  canvas->schr(0, kTextScale);
+
+  // Legend at the right.
+  canvas->vpor(0.82, 0.99, 0.10, 0.92);
+  canvas->wind(0, 1, 0, 1);
+  for (std::size_t s = 0; s < chart.series.size(); ++s) {
+    auto rgb = kPalette[s % kPalette.size()];
+    if (chart.series[s].faint) {
+      for (auto& c : rgb) c = (c + 2 * 210) / 3;
+    }
+    const double y = 0.97 - 0.05 * static_cast<double>(s);
+    canvas.fill_rgb(rgb, 0.02, 0.14, y - 0.006, y + 0.006);
+    canvas->ptex(0.18, y - 0.008, 1, 0, 0, chart.series[s].name.c_str());
+  }
+  return canvas.finish();
+}
+
 #else
 
+std::string render_lines_png(const LineChart&) {
+  throw NotAvailableError("plots need PLplot, which this build lacks");
+}
 std::string render_heatmap_png(const HeatMap&) {
   throw NotAvailableError("plots need PLplot, which this build lacks");
 }

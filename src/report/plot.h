@@ -29,8 +29,25 @@ struct BarChart {
   std::vector<std::vector<std::optional<double>>> values = {};  // [series][category]
 };
 
+// Lines over a numeric x axis, e.g. a metric per training step.
+struct LineSeries {
+  std::string name;
+  std::vector<double> x, y;
+  bool markers = false;  // draw a point at each value (sparse series such as validations)
+  bool faint = false;  // thin grey-tinted line behind the others (raw values under a smoothed one)
+};
+
+struct LineChart {
+  std::string title;
+  std::string x_label;
+  std::string y_label;
+  std::vector<LineSeries> series = {};
+  bool log_y = false;  // base-10 y axis; values <= 0 are left out
+};
+
 // The PNG file's bytes. Throws RuntimeFailure when drawing fails.
 std::string render_heatmap_png(const HeatMap& map);
 std::string render_bars_png(const BarChart& chart);
+std::string render_lines_png(const LineChart& chart);
 
 }  // namespace iris::report

@@ -1,11 +1,17 @@
 #include "train/iris_trainer.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <random>
+#include <sstream>
 
 #include "core/atomic_file.h"
 #include "core/device.h"
@@ -16,6 +22,7 @@
 #include "data/atlas.h"
 #include "data/episodes.h"
 #include "models/iris/iris_model.h"
+#include "models/iris/memory_bank.h"
 #include "track/tensorboard.h"
 #include "train/losses.h"
 #include "train/schedule.h"
@@ -38,22 +45,154 @@ Batch to_batch(const Episode& e, const c10::Device& device) {
           e.query_image.unsqueeze(0).to(device), e.query_masks.unsqueeze(0).to(device)};
 }
 
+// Everything a step depends on besides the config; saved after a step, restored on resume.
+struct TrainState {
+  int64_t step = 0;
+  double best_dice = -1;
+  int64_t best_step = 0;
+  double final_train_loss = 0;
+  double seconds = 0;  // training time of the sessions before this one
+};
+
+// Written to a string first, then through write_file_atomic, so that a crash leaves the previous
+// checkpoint intact.
 void save_checkpoint(const models::IrisModel& model, torch::optim::Optimizer& optimizer,
-                     const fs::path& path, int64_t step) {
+                     const models::MemoryBank& bank, const std::mt19937_64& rng,
+                     const TrainState& state, const fs::path& path) {
   torch::serialize::OutputArchive archive;
   model->save(archive);
   torch::serialize::OutputArchive optim_archive;
   optimizer.save(optim_archive);
   archive.write("optimizer", optim_archive);
-  archive.write("step", torch::tensor(step));
-  const fs::path temp = fs::path(path).concat(".tmp");
-  archive.save_to(temp.string());
-  fs::rename(temp, path);
+  // The schedule is a pure function of the step, so the step is its whole state.
+  archive.write("step", torch::tensor(state.step));
+  archive.write("state/best_dice", c10::IValue(state.best_dice));
+  archive.write("state/best_step", c10::IValue(state.best_step));
+  archive.write("state/final_train_loss", c10::IValue(state.final_train_loss));
+  archive.write("state/seconds", c10::IValue(state.seconds));
+  std::ostringstream episode_rng;
+  episode_rng << rng;
+  archive.write("rng/episodes", c10::IValue(episode_rng.str()));
+  {
+    auto generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    archive.write("rng/torch_cpu", generator.get_state());
+  }
+  torch::serialize::OutputArchive bank_archive;
+  std::string names;
+  int64_t i = 0;
+  for (const auto& [name, tensor] : bank.state()) {
+    names += name + "\n";
+    bank_archive.write(fmt::format("t{}", i++), tensor);
+  }
+  bank_archive.write("names", c10::IValue(names));
+  bank_archive.write("momentum", c10::IValue(bank.momentum()));
+  archive.write("memory_bank", bank_archive);
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  write_file_atomic(path, bytes.str());
+}
+
+TrainState load_checkpoint(const fs::path& path, models::IrisModel& model,
+                           torch::optim::Optimizer& optimizer, models::MemoryBank& bank,
+                           std::mt19937_64& rng) {
+  if (!fs::exists(path)) {
+    throw InputError(file_message(path.string(), "no checkpoint to resume from"));
+  }
+  TrainState state;
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path.string());
+    model->load(archive);
+    torch::serialize::InputArchive optim_archive;
+    archive.read("optimizer", optim_archive);
+    optimizer.load(optim_archive);
+    at::Tensor step;
+    archive.read("step", step);
+    state.step = step.item<int64_t>();
+    c10::IValue v;
+    archive.read("state/best_dice", v);
+    state.best_dice = v.toDouble();
+    archive.read("state/best_step", v);
+    state.best_step = v.toInt();
+    archive.read("state/final_train_loss", v);
+    state.final_train_loss = v.toDouble();
+    archive.read("state/seconds", v);
+    state.seconds = v.toDouble();
+    archive.read("rng/episodes", v);
+    std::istringstream episode_rng(v.toStringRef());
+    episode_rng >> rng;
+    at::Tensor torch_state;
+    archive.read("rng/torch_cpu", torch_state);
+    {
+      auto generator = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_state(torch_state);
+    }
+    torch::serialize::InputArchive bank_archive;
+    archive.read("memory_bank", bank_archive);
+    bank_archive.read("momentum", v);
+    bank = models::MemoryBank(v.toDouble());
+    bank_archive.read("names", v);
+    std::istringstream names(v.toStringRef());
+    std::map<std::string, at::Tensor> entries;
+    int64_t i = 0;
+    for (std::string name; std::getline(names, name);) {
+      at::Tensor t;
+      bank_archive.read(fmt::format("t{}", i++), t);
+      entries[name] = t;
+    }
+    bank.load_state(entries);
+  } catch (const c10::Error& e) {
+    throw InputError(file_message(path.string(), std::string("not a resumable IRIS checkpoint: ") +
+                                                     e.what_without_backtrace()));
+  }
+  return state;
+}
+
+// Keeps the metrics rows up to `step`: rows of steps after the checkpoint are run again.
+void truncate_metrics(const RunDir& run, int64_t step) {
+  if (!fs::exists(run.metrics_path())) return;
+  std::string kept;
+  std::size_t dropped = 0;
+  for (const auto& line : read_complete_lines(run.metrics_path())) {
+    if (line.empty()) continue;
+    nlohmann::json row;
+    try {
+      row = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw InputError(
+          file_message(run.metrics_path().string(), std::string("not JSON: ") + e.what()));
+    }
+    if (row.value("step", int64_t{0}) > step) {
+      ++dropped;
+      continue;
+    }
+    kept += line + "\n";
+  }
+  write_file_atomic(run.metrics_path(), kept);
+  if (dropped > 0) spdlog::info("resume: dropped {} metrics rows after step {}", dropped, step);
+}
+
+// The lines of two dumped configs that differ, "key: a -> b" style.
+std::string config_differences(const std::string& stored, const std::string& given) {
+  std::istringstream a(stored), b(given);
+  std::string la, lb, out;
+  while (true) {
+    const bool ga = static_cast<bool>(std::getline(a, la));
+    const bool gb = static_cast<bool>(std::getline(b, lb));
+    if (!ga && !gb) break;
+    if (la != lb) out += fmt::format("\n  run: '{}'  given: '{}'", ga ? la : "", gb ? lb : "");
+    if (!ga) la.clear();
+    if (!gb) lb.clear();
+  }
+  return out;
 }
 
 }  // namespace
 
-models::IrisModel load_iris_checkpoint(const std::string& path, const models::IrisOptions& options) {
+models::IrisModel load_iris_checkpoint(const std::string& path,
+                                       const models::IrisOptions& options) {
   if (!fs::exists(path)) throw InputError(file_message(path, "no such checkpoint"));
   models::IrisModel model(options);
   try {
@@ -61,8 +200,9 @@ models::IrisModel load_iris_checkpoint(const std::string& path, const models::Ir
     archive.load_from(path);
     model->load(archive);
   } catch (const c10::Error& e) {
-    throw InputError(file_message(path, std::string("does not hold IRIS weights for this configuration: ") +
-                                            e.what_without_backtrace()));
+    throw InputError(
+        file_message(path, std::string("does not hold IRIS weights for this configuration: ") +
+                               e.what_without_backtrace()));
   }
   return model;
 }
@@ -83,7 +223,8 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
   });
   v.section("data", [&](ConfigVisitor& d) {
     d.field("atlas_dir", data.atlas_dir, "mricron templates folder");
-    d.choice("label_map", data.label_map, {"aal", "brodmann", "HarvardOxford-cort", "JHU-WhiteMatter"},
+    d.choice("label_map", data.label_map,
+             {"aal", "brodmann", "HarvardOxford-cort", "JHU-WhiteMatter"},
              "label map whose classes train the model");
     d.field("slice_size", data.slice_size, "axial slices are padded square and resized to this");
     d.field("classes_per_episode", data.classes_per_episode, "classes per episode (K)");
@@ -92,14 +233,16 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
             "slices k with k % n == 0 are held out for validation");
     d.field("absent_query_probability", data.absent_query_probability,
             "chance that a query slice may lack the episode's anchor class");
-    d.field("min_slice_gap", data.min_slice_gap, "reference and query slices at least this far apart");
+    d.field("min_slice_gap", data.min_slice_gap,
+            "reference and query slices at least this far apart");
   });
   v.section("optim", [&](ConfigVisitor& o) {
     o.choice("name", optim.name, {"adamw"}, "optimiser");
     o.field("lr", optim.lr, "peak learning rate");
     o.field("weight_decay", optim.weight_decay, "decoupled weight decay");
     o.field("warmup", optim.warmup, "linear warmup steps");
-    o.choice("schedule", optim.schedule, {"cosine", "exponential", "constant"}, "decay after warmup");
+    o.choice("schedule", optim.schedule, {"cosine", "exponential", "constant"},
+             "decay after warmup");
     o.field("final_lr_ratio", optim.final_lr_ratio, "learning rate at the end / peak");
     o.field("grad_clip", optim.grad_clip, "max gradient norm (0: off)");
     o.field("iterations", optim.iterations, "optimiser steps");
@@ -114,13 +257,15 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
     s.field("episodes", validation.episodes, "fixed validation episodes");
   });
   v.field("log_every", log_every, "steps between metrics.jsonl rows");
+  v.field("checkpoint_every", checkpoint_every,
+          "steps between checkpoints/last.pt for --resume (0: only at the end)");
 }
 
-TrainResult train_iris(const IrisTrainConfig& config) {
-  const auto start = Clock::now();
+TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& session) {
   const auto& o = config.model.options;
   if (o.spatial_dims != 2) {
-    throw NotAvailableError("model.spatial_dims: 3 is not trainable from `iris train` yet (2D slices only)");
+    throw NotAvailableError(
+        "model.spatial_dims: 3 is not trainable from `iris train` yet (2D slices only)");
   }
   if (config.data.slice_size % (int64_t{1} << o.stages) != 0) {
     throw ConfigError(fmt::format("data.slice_size {} must be divisible by 2^model.stages = {}",
@@ -129,11 +274,33 @@ TrainResult train_iris(const IrisTrainConfig& config) {
   if (config.optim.iterations < 1 || config.optim.batch < 1) {
     throw ConfigError("optim.iterations and optim.batch must be at least 1");
   }
-  const std::string name = config.run.name.empty() ? generated_run_name("iris") : config.run.name;
-  const RunDir run = RunDir::open(config.run.root, name, RunDir::Mode::kCreate);
+  const bool resuming = !session.resume.empty();
   IrisTrainConfig resolved = config;
-  resolved.run.name = name;
-  run.write_config(dump_config(resolved));
+  std::optional<RunDir> run_folder;
+  if (resuming) {
+    if (!fs::is_regular_file(fs::path(session.resume) / "config.yaml")) {
+      throw InputError(file_message(session.resume, "not a run folder to resume (no config.yaml)"));
+    }
+    run_folder = RunDir::existing(session.resume);
+    // The run's own config decides; only where it runs may change.
+    IrisTrainConfig stored = load_config<IrisTrainConfig>({run_folder->config_path().string(), {}});
+    resolved.run.name = stored.run.name;
+    resolved.run.root = stored.run.root;
+    stored.run.device = resolved.run.device;
+    stored.run.threads = resolved.run.threads;
+    const std::string diff = config_differences(dump_config(stored), dump_config(resolved));
+    if (!diff.empty()) {
+      throw ConfigError(file_message(run_folder->config_path().string(),
+                                     "the config differs from the run's, so the run cannot "
+                                     "continue exactly:" +
+                                         diff));
+    }
+  } else {
+    resolved.run.name = config.run.name.empty() ? generated_run_name("iris") : config.run.name;
+    run_folder = RunDir::open(config.run.root, resolved.run.name, RunDir::Mode::kCreate);
+    run_folder->write_config(dump_config(resolved));
+  }
+  const RunDir& run = *run_folder;
   log_to_file(run.log_path());
   const c10::Device device = resolve_device(config.run.device);
   set_threads(config.run.threads);
@@ -153,31 +320,63 @@ TrainResult train_iris(const IrisTrainConfig& config) {
                               config.data.min_area);
   const std::vector<int64_t> classes = train_data.episode_classes();
   SliceEpisodeOptions episode_options{config.data.classes_per_episode, config.data.min_area,
-                                      config.data.absent_query_probability, config.data.min_slice_gap};
+                                      config.data.absent_query_probability,
+                                      config.data.min_slice_gap};
   std::mt19937_64 val_rng(static_cast<uint64_t>(config.run.seed) + 1);
   std::vector<Episode> val_episodes;
   for (int64_t i = 0; i < config.validation.episodes; ++i) {
     val_episodes.push_back(val_data.sample(val_rng, val_data.episode_classes(), episode_options));
   }
-  spdlog::info("IRIS training: {} train slices, {} validation slices, {} classes of {}; run folder {}",
-               train_slices.size(), val_slices.size(), classes.size(), config.data.label_map,
-               run.path().string());
+  spdlog::info(
+      "IRIS training: {} train slices, {} validation slices, {} classes of {}; run folder {}",
+      train_slices.size(), val_slices.size(), classes.size(), config.data.label_map,
+      run.path().string());
 
   models::IrisModel model(o);
   model->to(device);
-  torch::optim::AdamW optimizer(model->parameters(),
-                                torch::optim::AdamWOptions(config.optim.lr).weight_decay(config.optim.weight_decay));
+  torch::optim::AdamW optimizer(
+      model->parameters(),
+      torch::optim::AdamWOptions(config.optim.lr).weight_decay(config.optim.weight_decay));
+  models::MemoryBank bank;
+  TrainState state;
+  if (resuming) {
+    state = load_checkpoint(run.checkpoints_dir() / "last.pt", model, optimizer, bank, rng);
+    model->to(device);
+  }
+  TrainResult result;
+  result.run_dir = run.path().string();
+  result.resumed_from = state.step;
+  if (resuming && state.step >= config.optim.iterations) {
+    spdlog::info("run {} already finished all {} steps; nothing to resume", run.path().string(),
+                 config.optim.iterations);
+    result.steps = state.step;
+    result.finished = result.already_finished = true;
+    result.best_validation_dice = state.best_dice;
+    result.best_step = state.best_step;
+    result.final_train_loss = state.final_train_loss;
+    result.seconds = state.seconds;
+    stop_log_file();
+    return result;
+  }
+  if (resuming) {
+    truncate_metrics(run, state.step);
+    spdlog::info("resuming {} at step {} of {}", run.path().string(), state.step + 1,
+                 config.optim.iterations);
+  }
   const LrSchedule schedule{config.optim.lr, config.optim.warmup, config.optim.iterations,
                             config.optim.schedule, config.optim.final_lr_ratio};
+  // Returns the task embeddings too ([1, K, m + 1, C]) for the memory bank.
   auto episode_loss = [&](const Batch& b) {
-    const auto out = model->forward(b.query_image, b.ref_image, b.ref_masks);
+    const at::Tensor task = model->encode_task(b.ref_image, b.ref_masks);
+    const auto out = model->segment(b.query_image, task);
     at::Tensor loss = config.loss.dice * soft_dice_loss(out.logits, b.query_masks) +
                       config.loss.bce * bce_loss(out.logits, b.query_masks);
     for (const auto& aux : out.auxiliary) {
-      const auto target = at::adaptive_avg_pool2d(b.query_masks, {aux.size(-2), aux.size(-1)}) > 0.5;
+      const auto target =
+          at::adaptive_avg_pool2d(b.query_masks, {aux.size(-2), aux.size(-1)}) > 0.5;
       loss = loss + 0.5 * (soft_dice_loss(aux, target) + bce_loss(aux, target));
     }
-    return std::make_pair(loss, out.logits);
+    return std::make_tuple(loss, out.logits, task);
   };
 
   auto validate = [&](int64_t step) {
@@ -187,7 +386,7 @@ TrainResult train_iris(const IrisTrainConfig& config) {
     std::map<int64_t, std::pair<double, int64_t>> per_class;
     for (const auto& e : val_episodes) {
       const Batch b = to_batch(e, device);
-      auto [loss, logits] = episode_loss(b);
+      auto [loss, logits, task] = episode_loss(b);
       loss_sum += loss.item<double>();
       const auto dice = hard_dice(logits, b.query_masks)[0];
       for (std::size_t k = 0; k < e.class_values.size(); ++k) {
@@ -214,11 +413,18 @@ TrainResult train_iris(const IrisTrainConfig& config) {
   // TensorBoard scalars beside metrics.jsonl, for TensorBoard and W&B's TensorBoard sync.
   track::TensorBoardWriter tensorboard(run.path() / "tb");
 
-  TrainResult result;
-  result.run_dir = run.path().string();
+  const auto start = Clock::now();
+  const double previous_seconds = state.seconds;
   Progress progress("train iris", config.optim.iterations, "step");
-  double best = -1;
-  for (int64_t step = 1; step <= config.optim.iterations; ++step) {
+  if (state.step > 0) progress.advance(state.step, "resumed");
+  double best = state.best_dice;
+  result.best_validation_dice = std::max(0.0, state.best_dice);
+  result.best_step = state.best_step;
+  result.final_train_loss = state.final_train_loss;
+  const int64_t last_step = session.stop_after > 0
+                                ? std::min(session.stop_after, config.optim.iterations)
+                                : config.optim.iterations;
+  for (int64_t step = state.step + 1; step <= last_step; ++step) {
     const double lr = schedule.lr(step);
     for (auto& group : optimizer.param_groups()) {
       static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
@@ -228,19 +434,26 @@ TrainResult train_iris(const IrisTrainConfig& config) {
     int64_t dice_n = 0;
     for (int64_t i = 0; i < config.optim.batch; ++i) {
       auto t0 = Clock::now();
-      const Batch b = to_batch(train_data.sample(rng, classes, episode_options), device);
+      const Episode episode = train_data.sample(rng, classes, episode_options);
+      const Batch b = to_batch(episode, device);
       data_ms += ms_since(t0);
       t0 = Clock::now();
-      auto [loss, logits] = episode_loss(b);
+      auto [loss, logits, task] = episode_loss(b);
       (loss / static_cast<double>(config.optim.batch)).backward();
       loss_sum += loss.item<double>();
       const auto dice = hard_dice(logits.detach(), b.query_masks);
       dice_sum += dice.sum().item<double>();
       dice_n += dice.numel();
+      const at::Tensor embeddings = task.detach()[0].cpu();
+      for (std::size_t k = 0; k < episode.class_values.size(); ++k) {
+        bank.update(config.data.label_map, labels.class_name(episode.class_values[k]),
+                    embeddings[static_cast<int64_t>(k)]);
+      }
       compute_ms += ms_since(t0);
     }
     const auto t0 = Clock::now();
-    if (config.optim.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), config.optim.grad_clip);
+    if (config.optim.grad_clip > 0)
+      torch::nn::utils::clip_grad_norm_(model->parameters(), config.optim.grad_clip);
     optimizer.step();
     compute_ms += ms_since(t0);
     result.final_train_loss = loss_sum / config.optim.batch;
@@ -248,17 +461,19 @@ TrainResult train_iris(const IrisTrainConfig& config) {
       const double train_dice = dice_n > 0 ? dice_sum / dice_n : 0.0;
       tensorboard.add_scalars(
           {{"train/loss", result.final_train_loss}, {"train/dice", train_dice}, {"lr", lr}}, step);
-      run.append_metrics({{"step", step},
-                          {"train/loss", result.final_train_loss},
-                          {"train/dice", train_dice},
-                          {"lr", lr},
-                          {"time/data_ms", data_ms},
-                          {"time/compute_ms", compute_ms},
-                          {"samples_per_s", 1000.0 * config.optim.batch / std::max(1e-9, data_ms + compute_ms)},
-                          {"memory/peak_rss_mb", peak_rss_mb()}});
+      run.append_metrics(
+          {{"step", step},
+           {"train/loss", result.final_train_loss},
+           {"train/dice", train_dice},
+           {"lr", lr},
+           {"time/data_ms", data_ms},
+           {"time/compute_ms", compute_ms},
+           {"samples_per_s", 1000.0 * config.optim.batch / std::max(1e-9, data_ms + compute_ms)},
+           {"memory/peak_rss_mb", peak_rss_mb()}});
     }
-    const bool validate_now = (config.validation.every > 0 && step % config.validation.every == 0) ||
-                              step == config.optim.iterations;
+    const bool validate_now =
+        (config.validation.every > 0 && step % config.validation.every == 0) ||
+        step == config.optim.iterations;
     if (validate_now) {
       const auto row = validate(step);
       run.append_metrics(row);
@@ -269,17 +484,30 @@ TrainResult train_iris(const IrisTrainConfig& config) {
         best = dice;
         result.best_validation_dice = dice;
         result.best_step = step;
-        save_checkpoint(model, optimizer, run.checkpoints_dir() / "best.pt", step);
       }
       spdlog::info("step {}: validation loss {:.4f}, Dice {:.4f} (best {:.4f} at step {})", step,
                    row["val/loss"].get<double>(), dice, best, result.best_step);
     }
+    state = {step, best, result.best_step, result.final_train_loss,
+             previous_seconds + std::chrono::duration<double>(Clock::now() - start).count()};
+    if (result.best_step == step) {
+      save_checkpoint(model, optimizer, bank, rng, state, run.checkpoints_dir() / "best.pt");
+    }
+    if ((config.checkpoint_every > 0 && step % config.checkpoint_every == 0) || step == last_step) {
+      save_checkpoint(model, optimizer, bank, rng, state, run.checkpoints_dir() / "last.pt");
+    }
     progress.advance(1, fmt::format("loss {:.4f}", result.final_train_loss));
   }
   progress.finish();
-  save_checkpoint(model, optimizer, run.checkpoints_dir() / "last.pt", config.optim.iterations);
-  result.steps = config.optim.iterations;
-  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  result.steps = last_step;
+  result.seconds = state.seconds;
+  if (last_step < config.optim.iterations) {
+    spdlog::info("stopped after step {} of {}; continue with --resume {}", last_step,
+                 config.optim.iterations, run.path().string());
+    stop_log_file();
+    return result;
+  }
+  result.finished = true;
   run.write_summary({{"model", "iris"},
                      {"steps", result.steps},
                      {"best/val_dice", result.best_validation_dice},
@@ -287,6 +515,7 @@ TrainResult train_iris(const IrisTrainConfig& config) {
                      {"final/train_loss", result.final_train_loss},
                      {"time/seconds", result.seconds},
                      {"memory/peak_rss_mb", peak_rss_mb()},
+                     {"memory_bank/classes", bank.size()},
                      {"parameters", [&] {
                         int64_t n = 0;
                         for (const auto& p : model->parameters()) n += p.numel();

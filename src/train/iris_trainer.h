@@ -1,7 +1,8 @@
 // Episodic training of the IRIS network on 2D slices (`iris train` with model.name: iris):
 // real episodes (reference and query from different slices), Dice + BCE, AdamW with warmup and
 // cosine decay, gradient clipping and accumulation, validation on held-out slices, best and last
-// checkpoints, one metrics.jsonl row per step.
+// checkpoints (model, optimiser, schedule position, RNG states, memory bank) that resume exactly,
+// one metrics.jsonl row per step.
 #pragma once
 
 #include <string>
@@ -49,13 +50,25 @@ struct IrisTrainConfig {
     int64_t episodes = 24;
   } validation;
   int64_t log_every = 1;
+  int64_t checkpoint_every = 50;  // steps between checkpoints/last.pt (0: only at the end)
 
   void visit(ConfigVisitor& v);
 };
 
+// How one call of train_iris runs: a new run or the continuation of a stopped one.
+struct TrainSession {
+  // Run folder to continue from its checkpoints/last.pt; empty: a new run folder.
+  std::string resume;
+  // Stop after this step with a checkpoint, as an interruption would (0: run to the end).
+  int64_t stop_after = 0;
+};
+
 struct TrainResult {
   std::string run_dir;
-  int64_t steps = 0;
+  int64_t steps = 0;              // last step done (== optim.iterations when finished)
+  int64_t resumed_from = 0;       // step of the checkpoint this session started from (0: new run)
+  bool finished = false;          // all optim.iterations done; summary.json written
+  bool already_finished = false;  // resume found nothing left to do
   double best_validation_dice = 0;
   int64_t best_step = 0;
   double final_train_loss = 0;
@@ -63,8 +76,11 @@ struct TrainResult {
 };
 
 // Trains into a new run folder (run.root/run.name) and writes config, metrics, summary,
-// checkpoints/best.pt and checkpoints/last.pt.
-TrainResult train_iris(const IrisTrainConfig& config);
+// checkpoints/best.pt and checkpoints/last.pt. With session.resume, continues that run folder from
+// checkpoints/last.pt: metrics rows after the checkpoint's step are dropped and the steps are run
+// again, giving the values of an uninterrupted run on CPU. The config must equal the run's
+// config.yaml except run.device and run.threads (ConfigError naming the differing keys otherwise).
+TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& session = {});
 
 // Loads model weights written by train_iris (checkpoints/best.pt or last.pt) into a new model with
 // `options`. Throws InputError naming the file when it cannot be read or does not fit.
