@@ -90,7 +90,7 @@ std::vector<BenchRow> bench_sam2(const Sam2BenchOptions& o, const GlobalOptions&
       // Image encoder: one frame, one warm-up run, median over the repeats.
       std::vector<double> enc;
       {
-        c10::InferenceMode guard;
+        torch::NoGradGuard guard;  // not InferenceMode: cached constants must stay usable in training
         const auto img = frames.slice(0, 0, 1);
         model->forward_image(img);
         for (int64_t r = 0; r < o.repeats; ++r) {

@@ -8,9 +8,13 @@
 #include <filesystem>
 #include <iostream>
 
+#include <yaml-cpp/yaml.h>
+
 #include "core/build_info.h"
+#include "core/config.h"
 #include "core/error.h"
 #include "report/training_report.h"
+#include "train/sam2_trainer.h"
 #if IRIS_HAVE_NIFTI
 #include "train/iris_trainer.h"
 #endif
@@ -34,7 +38,6 @@ std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
       "continue this run folder from its last checkpoint (CONFIG defaults to its config.yaml)");
   app.add_flag("--no-report", options->no_report, "skip the training report at the end");
   return [options, &globals]() -> int {
-#if IRIS_HAVE_NIFTI
     auto overrides = options->overrides;
     if (globals.seed) overrides.push_back(fmt::format("run.seed={}", *globals.seed));
     if (globals.device != "auto") overrides.push_back("run.device=" + globals.device);
@@ -44,6 +47,26 @@ std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
       config_path = (std::filesystem::path(options->resume) / "config.yaml").string();
     }
     if (config_path.empty()) throw UsageError("train: give a CONFIG file (or --resume RUN_DIR)");
+    // SAM2 fine-tuning configs name an official model config and checkpoint.
+    const YAML::Node tree = load_yaml_tree({config_path, overrides});
+    if (tree["model"] && tree["model"]["checkpoint"]) {
+      if (!options->resume.empty()) {
+        throw NotAvailableError("--resume is available for IRIS runs; SAM2 runs restart per epoch");
+      }
+      const auto config = load_config<Sam2TrainConfig>({config_path, overrides});
+      if (options->print_config) {
+        std::cout << dump_config(config);
+        return 0;
+      }
+      const auto r = train_sam2(config);
+      std::cout << fmt::format(
+          "SAM2 recipe {}: {} trainable parameters, {} steps in {:.1f} s; validation Dice {:.4f} "
+          "untrained, best {:.4f} (epoch {})\nrun folder: {}\n",
+          config.recipe, r.trainable_parameters, r.steps, r.seconds, r.baseline_dice, r.best_dice,
+          r.best_epoch, r.run_dir);
+      return 0;
+    }
+#if IRIS_HAVE_NIFTI
     const auto config = load_config<IrisTrainConfig>({config_path, overrides});
     if (options->print_config) {
       std::cout << dump_config(config);

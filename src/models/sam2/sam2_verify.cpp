@@ -85,7 +85,7 @@ VerifyReport verify_sam2_fixture(const fs::path& dir, double tolerance) {
   VerifyReport report;
   report.tolerance = tolerance;
   std::set<std::string> checked;
-  c10::InferenceMode guard;
+  torch::NoGradGuard guard;  // not InferenceMode: cached constants must stay usable in training
 
   const auto frames = need("frames_normalized").to(torch::kFloat32);
   int64_t video_h = frames.size(2), video_w = frames.size(3);

@@ -33,7 +33,7 @@ Sam2VideoPredictor::Sam2VideoPredictor(Sam2Model model) : model_(std::move(model
 
 void Sam2VideoPredictor::init_state(const at::Tensor& frames, int64_t video_height,
                                     int64_t video_width, const VideoStateOptions& options) {
-  c10::InferenceMode guard;
+  torch::NoGradGuard guard;  // not InferenceMode: cached constants must stay usable in training
   const int64_t s = model_->image_size();
   TORCH_CHECK(frames.dim() == 4 && frames.size(1) == 3 && frames.size(2) == s && frames.size(3) == s,
               "SAM2 video frames must be [T, 3, ", s, ", ", s, "], got ", frames.sizes());
@@ -148,7 +148,7 @@ at::Tensor Sam2VideoPredictor::add_new_points_or_box(int64_t frame_idx, int64_t 
                                                      const std::optional<at::Tensor>& labels_in,
                                                      const std::optional<at::Tensor>& box,
                                                      bool clear_old_points, bool normalize_coords) {
-  c10::InferenceMode guard;
+  torch::NoGradGuard guard;  // not InferenceMode: cached constants must stay usable in training
   if (points_in.has_value() != labels_in.has_value()) {
     throw InputError("point_coords and point_labels must be given together");
   }
@@ -223,7 +223,7 @@ at::Tensor Sam2VideoPredictor::add_new_points_or_box(int64_t frame_idx, int64_t 
 
 at::Tensor Sam2VideoPredictor::add_new_mask(int64_t frame_idx, int64_t obj_id,
                                             const at::Tensor& mask) {
-  c10::InferenceMode guard;
+  torch::NoGradGuard guard;  // not InferenceMode: cached constants must stay usable in training
   if (mask.dim() != 2) {
     throw InputError("a mask prompt must be a 2D [H, W] mask, got " + std::to_string(mask.dim()) +
                      " dimensions");
@@ -298,7 +298,7 @@ void Sam2VideoPredictor::propagate_in_video(
     const std::function<void(int64_t, const at::Tensor&)>& on_frame,
     std::optional<int64_t> start_frame_idx, std::optional<int64_t> max_frame_num_to_track,
     bool reverse) {
-  c10::InferenceMode guard;
+  torch::NoGradGuard guard;  // not InferenceMode: cached constants must stay usable in training
   preflight();
   timing_ = Timing{};
   int64_t start = std::numeric_limits<int64_t>::max();
