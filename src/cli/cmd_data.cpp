@@ -67,11 +67,13 @@ std::function<int()> setup_data(CLI::App& app, const GlobalOptions& globals) {
       ->capture_default_str();
   // synth volumes: imagesTr/labelsTr NIfTI tree for IRIS.
   auto volume_counts = std::make_shared<std::pair<int64_t, int64_t>>(4, 3);  // cases, classes
-  synth->add_option("--cases", volume_counts->first, "volumes: number of cases")->capture_default_str();
+  synth->add_option("--cases", volume_counts->first, "volumes: number of cases")
+      ->capture_default_str();
   synth->add_option("--classes", volume_counts->second, "volumes: organ classes per case")
       ->capture_default_str();
 
-  return [options, inspect, convert, convert_options, synth, synth_options, volume_counts, &globals] {
+  return [options, inspect, convert, convert_options, synth, synth_options, volume_counts,
+          &globals] {
     if (convert->parsed()) {
       const auto to = parse_video_layout(convert_options->to);
       const int64_t n = convert_video_dataset(convert_options->in, convert_options->out, to);
@@ -86,7 +88,8 @@ std::function<int()> setup_data(CLI::App& app, const GlobalOptions& globals) {
         SyntheticVolumeOptions v;
         v.cases = volume_counts->first;
         v.classes = volume_counts->second;
-        v.seed = synth->get_option("--seed")->count() == 0 && globals.seed ? *globals.seed : o.video.seed;
+        v.seed = synth->get_option("--seed")->count() == 0 && globals.seed ? *globals.seed
+                                                                           : o.video.seed;
         if (synth->get_option("--size")->count() > 0) {
           std::size_t used = 0;
           try {
@@ -94,18 +97,21 @@ std::function<int()> setup_data(CLI::App& app, const GlobalOptions& globals) {
           } catch (const std::exception&) {
             used = 0;
           }
-          if (used != o.size.size()) throw UsageError("--size: expected voxels per side such as 64, got '" + o.size + "'");
+          if (used != o.size.size())
+            throw UsageError("--size: expected voxels per side such as 64, got '" + o.size + "'");
         }
         const int64_t n = write_synthetic_volumes(v, o.out);
-        std::cout << n << " volumes of " << v.size << "^3 voxels with " << v.classes << " classes written to "
-                  << o.out << " (imagesTr/labelsTr)\n";
+        std::cout << n << " volumes of " << v.size << "^3 voxels with " << v.classes
+                  << " classes written to " << o.out << " (imagesTr/labelsTr)\n";
         return 0;
 #else
-        throw NotAvailableError("synth volumes: NIfTI support is off in this build (IRIS_WITH_NIFTI)");
+        throw NotAvailableError(
+            "synth volumes: NIfTI support is off in this build (IRIS_WITH_NIFTI)");
 #endif
       }
       if (o.kind != "surgical-video") {
-        throw UsageError("synth: unknown kind '" + o.kind + "'; available: surgical-video, volumes");
+        throw UsageError("synth: unknown kind '" + o.kind +
+                         "'; available: surgical-video, volumes");
       }
       char x = 0;
       std::istringstream size(o.size);

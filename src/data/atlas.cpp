@@ -69,7 +69,8 @@ void edt_line(float* f, int64_t n, int64_t step, double spacing, std::vector<flo
 
 // Squared distance in mm from every voxel to the nearest true voxel of `mask` [nk, nj, ni].
 at::Tensor squared_distance_to(const at::Tensor& mask, const std::array<double, 3>& spacing) {
-  at::Tensor d = at::where(mask, at::zeros({}, at::kFloat), at::full({}, kFar, at::kFloat)).contiguous();
+  at::Tensor d =
+      at::where(mask, at::zeros({}, at::kFloat), at::full({}, kFar, at::kFloat)).contiguous();
   const int64_t nk = d.size(0), nj = d.size(1), ni = d.size(2);
   const int64_t longest = std::max({nk, nj, ni});
   std::vector<float> in(longest);

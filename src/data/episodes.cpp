@@ -150,7 +150,8 @@ at::Tensor crop(const at::Tensor& volume, const std::array<int64_t, 3>& corner,
   for (int64_t d = 0; d < 3; ++d) {
     out = out.slice(d, corner[d], std::min(corner[d] + size[d], volume.size(d)));
   }
-  return at::constant_pad_nd(out, {0, size[2] - out.size(2), 0, size[1] - out.size(1), 0, size[0] - out.size(0)}, 0);
+  return at::constant_pad_nd(
+      out, {0, size[2] - out.size(2), 0, size[1] - out.size(1), 0, size[0] - out.size(0)}, 0);
 }
 
 // Corner of a patch centred on a random voxel of class `value` in `labels`.
@@ -160,14 +161,15 @@ std::array<int64_t, 3> patch_on_class(std::mt19937_64& rng, const at::Tensor& la
   TORCH_CHECK(voxels.size(0) > 0, "patch episode: class ", value, " has no voxels");
   const at::Tensor v = voxels[pick(rng, voxels.size(0))];
   std::array<int64_t, 3> corner{};
-  for (int64_t d = 0; d < 3; ++d) corner[d] = patch_corner(v[d].item<int64_t>(), size[d], labels.size(d));
+  for (int64_t d = 0; d < 3; ++d)
+    corner[d] = patch_corner(v[d].item<int64_t>(), size[d], labels.size(d));
   return corner;
 }
 
 }  // namespace
 
-VolumeEpisodeSampler::VolumeEpisodeSampler(const std::vector<Volume>& images, const std::vector<Volume>& labels,
-                                           int64_t min_voxels) {
+VolumeEpisodeSampler::VolumeEpisodeSampler(const std::vector<Volume>& images,
+                                           const std::vector<Volume>& labels, int64_t min_voxels) {
   TORCH_CHECK(images.size() == labels.size(), "volume episodes: ", images.size(), " images but ",
               labels.size(), " label maps");
   for (std::size_t c = 0; c < images.size(); ++c) {
@@ -202,7 +204,8 @@ PatchEpisode VolumeEpisodeSampler::sample(std::mt19937_64& rng, const std::vecto
                                           const PatchEpisodeOptions& options) const {
   if (classes.empty()) throw InputError("patch episode sampling: no classes to sample from");
   for (int64_t d = 0; d < 3; ++d) {
-    if (options.patch_size[d] < 1) throw ConfigError("patch episode sampling: patch size must be >= 1");
+    if (options.patch_size[d] < 1)
+      throw ConfigError("patch episode sampling: patch size must be >= 1");
   }
   const auto& size = options.patch_size;
   for (int attempt = 0; attempt < 100; ++attempt) {
@@ -223,13 +226,15 @@ PatchEpisode VolumeEpisodeSampler::sample(std::mt19937_64& rng, const std::vecto
     const at::Tensor ref_labels = crop(labels_[ref], e.ref_origin, size);
     const at::Tensor query_labels = crop(labels_[query], e.query_origin, size);
     // The anchor must survive the crop in both patches (it can be cut when thin).
-    if ((ref_labels == anchor).sum().item<int64_t>() == 0 || (query_labels == anchor).sum().item<int64_t>() == 0) {
+    if ((ref_labels == anchor).sum().item<int64_t>() == 0 ||
+        (query_labels == anchor).sum().item<int64_t>() == 0) {
       continue;
     }
     e.class_values = {anchor};
     std::vector<int64_t> extra;
     for (int64_t c : classes) {
-      if (c != anchor && (ref_labels == c).sum().item<int64_t>() >= options.min_voxels) extra.push_back(c);
+      if (c != anchor && (ref_labels == c).sum().item<int64_t>() >= options.min_voxels)
+        extra.push_back(c);
     }
     std::shuffle(extra.begin(), extra.end(), rng);
     for (int64_t c : extra) {
@@ -247,9 +252,10 @@ PatchEpisode VolumeEpisodeSampler::sample(std::mt19937_64& rng, const std::vecto
     e.query_masks = at::stack(qm);
     return e;
   }
-  throw InputError(fmt::format("patch episode sampling: no reference/query pair found for {} classes "
-                               "(need each class in at least two cases)",
-                               classes.size()));
+  throw InputError(
+      fmt::format("patch episode sampling: no reference/query pair found for {} classes "
+                  "(need each class in at least two cases)",
+                  classes.size()));
 }
 
 }  // namespace iris

@@ -107,8 +107,8 @@ class VolumeEpisodeSampler {
                       const PatchEpisodeOptions& options) const;
 
  private:
-  std::vector<at::Tensor> images_;  // [nk, nj, ni] float
-  std::vector<at::Tensor> labels_;  // [nk, nj, ni] int64
+  std::vector<at::Tensor> images_;                   // [nk, nj, ni] float
+  std::vector<at::Tensor> labels_;                   // [nk, nj, ni] int64
   std::map<int64_t, std::vector<int64_t>> present_;  // class value -> cases
 };
 

@@ -42,7 +42,8 @@ std::vector<fs::path> nifti_files(const fs::path& dir) {
   return files;
 }
 
-std::map<int64_t, std::string> read_label_names(const fs::path& file, std::vector<std::string>& problems) {
+std::map<int64_t, std::string> read_label_names(const fs::path& file,
+                                                std::vector<std::string>& problems) {
   std::map<int64_t, std::string> names;
   try {
     std::ifstream in(file);
@@ -57,7 +58,8 @@ std::map<int64_t, std::string> read_label_names(const fs::path& file, std::vecto
       } else if (value.is_number_integer()) {  // nnU-Net v2: "liver": 1
         names[value.get<int64_t>()] = key;
       } else {
-        problems.push_back(file_message(file.string(), "label '" + key + "' is neither a name nor a value"));
+        problems.push_back(
+            file_message(file.string(), "label '" + key + "' is neither a name nor a value"));
       }
     }
   } catch (const std::exception& e) {
@@ -74,7 +76,9 @@ bool same_affine(const Affine& a, const Affine& b) {
   return true;
 }
 
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+std::string first_line(const std::string& s) {
+  return s.substr(0, s.find('\n'));
+}
 
 }  // namespace
 
@@ -83,22 +87,27 @@ std::string NiftiDataset::class_name(int64_t value) const {
   return it == label_names.end() ? fmt::format("label_{}", value) : it->second;
 }
 
-bool is_nifti_dataset_dir(const fs::path& dir) { return fs::is_directory(dir / "imagesTr"); }
+bool is_nifti_dataset_dir(const fs::path& dir) {
+  return fs::is_directory(dir / "imagesTr");
+}
 
 NiftiDataset scan_nifti_dataset(const fs::path& dir) {
   if (!is_nifti_dataset_dir(dir)) {
-    throw InputError(file_message(dir.string(), "not an imagesTr/labelsTr NIfTI tree (no imagesTr folder)"));
+    throw InputError(
+        file_message(dir.string(), "not an imagesTr/labelsTr NIfTI tree (no imagesTr folder)"));
   }
   NiftiDataset ds;
   ds.root = dir;
-  if (fs::exists(dir / "dataset.json")) ds.label_names = read_label_names(dir / "dataset.json", ds.problems);
+  if (fs::exists(dir / "dataset.json"))
+    ds.label_names = read_label_names(dir / "dataset.json", ds.problems);
   std::map<std::string, fs::path> labels;
   for (const auto& f : nifti_files(dir / "labelsTr")) {
     bool suffix = false;
     labels[case_id(f, &suffix)] = f;
   }
   if (!fs::is_directory(dir / "labelsTr")) {
-    ds.problems.push_back(file_message((dir / "labelsTr").string(), "missing: no labels for any case"));
+    ds.problems.push_back(
+        file_message((dir / "labelsTr").string(), "missing: no labels for any case"));
   }
   std::set<std::string> seen;
   for (const auto& image_file : nifti_files(dir / "imagesTr")) {
@@ -120,7 +129,8 @@ NiftiDataset scan_nifti_dataset(const fs::path& dir) {
     }
     const auto it = labels.find(c.id);
     if (it == labels.end()) {
-      ds.problems.push_back(file_message(image_file.string(), "no label file labelsTr/" + c.id + ".nii.gz"));
+      ds.problems.push_back(
+          file_message(image_file.string(), "no label file labelsTr/" + c.id + ".nii.gz"));
       ds.cases.push_back(c);
       continue;
     }
@@ -129,10 +139,12 @@ NiftiDataset scan_nifti_dataset(const fs::path& dir) {
       const Volume label = read_nifti(c.label);
       if (label.data.sizes() != image.data.sizes()) {
         ds.problems.push_back(file_message(
-            c.label.string(), fmt::format("label shape {} x {} x {} differs from image shape {} x {} x {}",
-                                          label.ni(), label.nj(), label.nk(), image.ni(), image.nj(), image.nk())));
+            c.label.string(),
+            fmt::format("label shape {} x {} x {} differs from image shape {} x {} x {}",
+                        label.ni(), label.nj(), label.nk(), image.ni(), image.nj(), image.nk())));
       } else if (!same_affine(label.affine, image.affine)) {
-        ds.problems.push_back(file_message(c.label.string(), "label affine differs from the image's"));
+        ds.problems.push_back(
+            file_message(c.label.string(), "label affine differs from the image's"));
       } else if (at::isFloatingType(label.data.scalar_type()) &&
                  !at::equal(label.data, label.data.round())) {
         ds.problems.push_back(file_message(c.label.string(), "label map has non-integer values"));
@@ -150,18 +162,22 @@ NiftiDataset scan_nifti_dataset(const fs::path& dir) {
     ds.cases.push_back(c);
   }
   for (const auto& [id, file] : labels) {
-    if (!seen.count(id)) ds.problems.push_back(file_message(file.string(), "label without an image in imagesTr"));
+    if (!seen.count(id))
+      ds.problems.push_back(file_message(file.string(), "label without an image in imagesTr"));
   }
-  if (ds.cases.empty()) ds.problems.push_back(file_message((dir / "imagesTr").string(), "no NIfTI images"));
+  if (ds.cases.empty())
+    ds.problems.push_back(file_message((dir / "imagesTr").string(), "no NIfTI images"));
   return ds;
 }
 
 std::pair<Volume, Volume> load_nifti_case(const NiftiCase& c) {
-  if (c.label.empty()) throw InputError(file_message(c.image.string(), "case '" + c.id + "' has no label file"));
+  if (c.label.empty())
+    throw InputError(file_message(c.image.string(), "case '" + c.id + "' has no label file"));
   Volume image = read_nifti(c.image);
   Volume label = read_nifti(c.label);
   if (label.data.sizes() != image.data.sizes() || !same_affine(label.affine, image.affine)) {
-    throw InputError(file_message(c.label.string(), "label map is not on the grid of " + c.image.filename().string()));
+    throw InputError(file_message(
+        c.label.string(), "label map is not on the grid of " + c.image.filename().string()));
   }
   return {std::move(image), std::move(label)};
 }
@@ -178,23 +194,28 @@ InspectReport inspect_nifti_dataset(const fs::path& dir) {
     labelled += c.ok;
     if (c.shape[0] > 0) {
       shapes.insert(c.shape);
-      spacings.insert(fmt::format("{:.3g} x {:.3g} x {:.3g} mm", c.spacing[0], c.spacing[1], c.spacing[2]));
+      spacings.insert(
+          fmt::format("{:.3g} x {:.3g} x {:.3g} mm", c.spacing[0], c.spacing[1], c.spacing[2]));
     }
     for (const auto& [v, n] : c.class_voxels) totals[v] += n;
   }
-  r.facts.push_back(fmt::format("volumes: {} ({} with a usable label map)", ds.cases.size(), labelled));
+  r.facts.push_back(
+      fmt::format("volumes: {} ({} with a usable label map)", ds.cases.size(), labelled));
   std::string sizes;
-  for (const auto& s : shapes) sizes += fmt::format("{}{} x {} x {}", sizes.empty() ? "" : ", ", s[0], s[1], s[2]);
+  for (const auto& s : shapes)
+    sizes += fmt::format("{}{} x {} x {}", sizes.empty() ? "" : ", ", s[0], s[1], s[2]);
   r.facts.push_back("sizes: " + (sizes.empty() ? std::string("none readable") : sizes));
   std::string spacing;
   for (const auto& s : spacings) spacing += (spacing.empty() ? "" : ", ") + s;
   r.facts.push_back("spacing: " + (spacing.empty() ? std::string("none readable") : spacing));
-  r.facts.push_back(fmt::format("label names: {}", ds.label_names.empty() ? std::string("none (no dataset.json)")
-                                                                          : std::to_string(ds.label_names.size())));
+  r.facts.push_back(fmt::format("label names: {}", ds.label_names.empty()
+                                                       ? std::string("none (no dataset.json)")
+                                                       : std::to_string(ds.label_names.size())));
   for (const auto& [v, n] : totals) r.classes.push_back({"labels", v, ds.class_name(v), n});
   for (const auto& [v, name] : ds.label_names) {
     if (!totals.count(v) && labelled > 0) {
-      r.problems.push_back(fmt::format("dataset.json: '{}' ({}) has no voxels in any label map", name, v));
+      r.problems.push_back(
+          fmt::format("dataset.json: '{}' ({}) has no voxels in any label map", name, v));
     }
   }
   r.problems.insert(r.problems.begin(), ds.problems.begin(), ds.problems.end());

@@ -19,11 +19,11 @@ namespace iris {
 struct NiftiCase {
   std::string id;
   std::filesystem::path image;
-  std::filesystem::path label;  // empty when the case has no label file
-  std::array<int64_t, 3> shape{};        // ni, nj, nk of the image
-  std::array<double, 3> spacing{};       // mm along i, j, k
+  std::filesystem::path label;              // empty when the case has no label file
+  std::array<int64_t, 3> shape{};           // ni, nj, nk of the image
+  std::array<double, 3> spacing{};          // mm along i, j, k
   std::map<int64_t, int64_t> class_voxels;  // non-zero label value -> voxel count
-  bool ok = false;  // image and label read and on the same grid
+  bool ok = false;                          // image and label read and on the same grid
 };
 
 struct NiftiDataset {

@@ -29,12 +29,14 @@ double uniform(at::Generator& gen, double lo, double hi) {
 
 SyntheticVolumeCase make_synthetic_volume(const SyntheticVolumeOptions& o, int64_t index) {
   if (o.size < 16 || o.classes < 1 || o.classes > 255 || o.cases < 1) {
-    throw ConfigError(fmt::format("synthetic volumes: need size >= 16, 1 <= classes <= 255 and "
-                                  "cases >= 1 (got size {}, classes {}, cases {})",
-                                  o.size, o.classes, o.cases));
+    throw ConfigError(
+        fmt::format("synthetic volumes: need size >= 16, 1 <= classes <= 255 and "
+                    "cases >= 1 (got size {}, classes {}, cases {})",
+                    o.size, o.classes, o.cases));
   }
   // One stream per case so a case does not depend on how many came before it.
-  at::Generator gen = at::detail::createCPUGenerator(o.seed * 1000003ULL + uint64_t(index) * 7919ULL + 17);
+  at::Generator gen =
+      at::detail::createCPUGenerator(o.seed * 1000003ULL + uint64_t(index) * 7919ULL + 17);
   const int64_t s = o.size;
   const at::Tensor axis = at::linspace(-1.0, 1.0, s, at::kFloat);
   const auto grids = at::meshgrid({axis, axis, axis}, "ij");  // z, y, x in [-1, 1]
@@ -42,13 +44,16 @@ SyntheticVolumeCase make_synthetic_volume(const SyntheticVolumeOptions& o, int64
 
   // Body: a large ellipsoid with soft-tissue intensity and a gentle bias field.
   const at::Tensor body = ((x / 0.9).square() + (y / 0.8).square() + (z / 0.95).square()) <= 1.0;
-  at::Tensor image = at::where(body, 0.25 + 0.05 * smooth_noise(gen, 4, s), at::zeros({}, at::kFloat));
+  at::Tensor image =
+      at::where(body, 0.25 + 0.05 * smooth_noise(gen, 4, s), at::zeros({}, at::kFloat));
   at::Tensor labels = at::zeros({s, s, s}, at::kByte);
 
   for (int64_t k = 1; k <= o.classes; ++k) {
     // Radii of 0.15..0.35 of the half-extent and centres kept inside the body.
-    const double rx = uniform(gen, 0.15, 0.35), ry = uniform(gen, 0.15, 0.35), rz = uniform(gen, 0.15, 0.35);
-    const double cx = uniform(gen, -0.45, 0.45), cy = uniform(gen, -0.4, 0.4), cz = uniform(gen, -0.5, 0.5);
+    const double rx = uniform(gen, 0.15, 0.35), ry = uniform(gen, 0.15, 0.35),
+                 rz = uniform(gen, 0.15, 0.35);
+    const double cx = uniform(gen, -0.45, 0.45), cy = uniform(gen, -0.4, 0.4),
+                 cz = uniform(gen, -0.5, 0.5);
     const double angle = uniform(gen, 0.0, M_PI);
     const at::Tensor u = (x - cx) * std::cos(angle) + (y - cy) * std::sin(angle);
     const at::Tensor v = -(x - cx) * std::sin(angle) + (y - cy) * std::cos(angle);
@@ -67,7 +72,9 @@ SyntheticVolumeCase make_synthetic_volume(const SyntheticVolumeOptions& o, int64
     const int64_t c = s / 2 + (k % 2 ? -1 : 1) * (k * 3 % (s / 4));
     labels.slice(0, c - 2, c + 2).slice(1, c - 2, c + 2).slice(2, c - 2, c + 2).fill_(k);
   }
-  image = (image + 0.02 * at::randn({s, s, s}, gen, at::kFloat)).clamp_min(0).masked_fill(body.logical_not(), 0);
+  image = (image + 0.02 * at::randn({s, s, s}, gen, at::kFloat))
+              .clamp_min(0)
+              .masked_fill(body.logical_not(), 0);
 
   SyntheticVolumeCase out;
   const Affine affine = [&] {
@@ -93,15 +100,17 @@ int64_t write_synthetic_volumes(const SyntheticVolumeOptions& o, const fs::path&
     const std::string id = fmt::format("case_{:03d}", i);
     write_nifti(out / "imagesTr" / (id + "_0000.nii.gz"), c.image);
     write_nifti(out / "labelsTr" / (id + ".nii.gz"), c.labels);
-    training.push_back({{"image", "./imagesTr/" + id + "_0000.nii.gz"}, {"label", "./labelsTr/" + id + ".nii.gz"}});
+    training.push_back({{"image", "./imagesTr/" + id + "_0000.nii.gz"},
+                        {"label", "./labelsTr/" + id + ".nii.gz"}});
   }
-  const nlohmann::json dataset = {{"name", "iris-synthetic-volumes"},
-                                  {"description", fmt::format("synthetic organ-like volumes, seed {}", o.seed)},
-                                  {"modality", {{"0", "synthetic"}}},
-                                  {"labels", labels},
-                                  {"numTraining", o.cases},
-                                  {"training", training},
-                                  {"file_ending", ".nii.gz"}};
+  const nlohmann::json dataset = {
+      {"name", "iris-synthetic-volumes"},
+      {"description", fmt::format("synthetic organ-like volumes, seed {}", o.seed)},
+      {"modality", {{"0", "synthetic"}}},
+      {"labels", labels},
+      {"numTraining", o.cases},
+      {"training", training},
+      {"file_ending", ".nii.gz"}};
   write_file_atomic(out / "dataset.json", dataset.dump(2) + "\n");
   return o.cases;
 }

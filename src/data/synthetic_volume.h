@@ -12,8 +12,8 @@ namespace iris {
 
 struct SyntheticVolumeOptions {
   int64_t cases = 4;
-  int64_t size = 64;     // voxels per side
-  int64_t classes = 3;   // organ labels 1..classes
+  int64_t size = 64;    // voxels per side
+  int64_t classes = 3;  // organ labels 1..classes
   uint64_t seed = 0;
   double spacing_mm = 1.5;
 };
@@ -28,6 +28,7 @@ SyntheticVolumeCase make_synthetic_volume(const SyntheticVolumeOptions& options,
 
 // Writes imagesTr/case_NNN_0000.nii.gz, labelsTr/case_NNN.nii.gz and dataset.json (label names
 // organ_1..organ_K) under `out`; returns the number of cases.
-int64_t write_synthetic_volumes(const SyntheticVolumeOptions& options, const std::filesystem::path& out);
+int64_t write_synthetic_volumes(const SyntheticVolumeOptions& options,
+                                const std::filesystem::path& out);
 
 }  // namespace iris

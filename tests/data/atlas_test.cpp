@@ -81,7 +81,8 @@ TEST(BrainMask, ClosesNarrowGapsFillsHolesAndMeasuresInMillimetres) {
   BrainMaskOptions plain;
   plain.closing_radius_mm = 0;
   const auto raw = brain_mask(v, plain);
-  EXPECT_EQ(raw.sum().item<int64_t>(), (v.data > 0).sum().item<int64_t>()) << "slit keeps the core open";
+  EXPECT_EQ(raw.sum().item<int64_t>(), (v.data > 0).sum().item<int64_t>())
+      << "slit keeps the core open";
   // The 5 mm closing bridges the slit (all but its rim, where a ball can touch it from outside),
   // then the core is filled; nothing is added outside the ball.
   const auto closed = brain_mask(v);
@@ -129,9 +130,10 @@ TEST_F(MricronAtlasTest, LabelMapsLandOnTheBrainMask) {
   // reaches 1-5 mm past Colin27's pial surface into the subarachnoid CSF, dark in the unstripped
   // ch2. The HarvardOxford fraction with the margin is 0.891 at 2 mm, 0.932 at 3, 0.956 at 4 and
   // 0.978 at 5: 4 mm is the smallest whole-mm margin past 95%, one value for all four maps.
-  const std::tuple<const char*, double, double> expected[] = {
-      {"aal", 0.93, 0.99}, {"brodmann", 0.96, 0.99}, {"HarvardOxford-cort", 0.82, 0.95},
-      {"JHU-WhiteMatter", 0.99, 0.99}};
+  const std::tuple<const char*, double, double> expected[] = {{"aal", 0.93, 0.99},
+                                                              {"brodmann", 0.96, 0.99},
+                                                              {"HarvardOxford-cort", 0.82, 0.95},
+                                                              {"JHU-WhiteMatter", 0.99, 0.99}};
   for (const auto& [name, at_least, at_least_with_csf] : expected) {
     const auto& labels = atlas.label_map(name).labels.data;
     const double raw = fraction_inside(labels, tissue);
@@ -140,8 +142,8 @@ TEST_F(MricronAtlasTest, LabelMapsLandOnTheBrainMask) {
     RecordProperty(std::string(name) + "_tissue", std::to_string(raw));
     RecordProperty(std::string(name) + "_mask", std::to_string(filled));
     RecordProperty(std::string(name) + "_mask_4mm", std::to_string(csf));
-    std::printf("%-20s on ch2bet>0 %.4f  on brain mask %.4f  with 4 mm CSF margin %.4f\n", name, raw,
-                filled, csf);
+    std::printf("%-20s on ch2bet>0 %.4f  on brain mask %.4f  with 4 mm CSF margin %.4f\n", name,
+                raw, filled, csf);
     EXPECT_GE(filled, raw) << name;
     EXPECT_GT(filled, at_least) << name;
     EXPECT_GT(csf, at_least_with_csf) << name;

@@ -27,7 +27,8 @@ SyntheticVolumeOptions small_options() {
   return o;
 }
 
-bool has_problem(const std::vector<std::string>& problems, const std::string& file, const std::string& what) {
+bool has_problem(const std::vector<std::string>& problems, const std::string& file,
+                 const std::string& what) {
   for (const auto& p : problems) {
     if (p.find(file) != std::string::npos && p.find(what) != std::string::npos &&
         p.find('\n') == std::string::npos) {
@@ -104,7 +105,8 @@ TEST(NiftiDataset, NnUNetLabelsAndMsdNamesAreRead) {
   test::TempDir dir;
   write_synthetic_volumes(small_options(), dir.path());
   // nnU-Net v2 style: name -> value.
-  write_file_atomic(dir / "dataset.json", R"({"labels": {"background": 0, "liver": 1, "spleen": 2, "kidney": 3}})");
+  write_file_atomic(dir / "dataset.json",
+                    R"({"labels": {"background": 0, "liver": 1, "spleen": 2, "kidney": 3}})");
   const NiftiDataset ds = scan_nifti_dataset(dir.path());
   EXPECT_EQ(ds.class_name(1), "liver");
   EXPECT_EQ(ds.class_name(3), "kidney");
@@ -129,10 +131,13 @@ TEST(NiftiDataset, EveryProblemOfATreeIsListedOnOneLineNamingTheFile) {
 
   const NiftiDataset ds = scan_nifti_dataset(dir.path());
   EXPECT_EQ(ds.problems.size(), 4u) << joined(ds.problems);
-  EXPECT_TRUE(has_problem(ds.problems, "case_000.nii.gz", "differs from image shape")) << joined(ds.problems);
-  EXPECT_TRUE(has_problem(ds.problems, "case_001_0000.nii.gz", "no label file")) << joined(ds.problems);
+  EXPECT_TRUE(has_problem(ds.problems, "case_000.nii.gz", "differs from image shape"))
+      << joined(ds.problems);
+  EXPECT_TRUE(has_problem(ds.problems, "case_001_0000.nii.gz", "no label file"))
+      << joined(ds.problems);
   EXPECT_TRUE(has_problem(ds.problems, "case_002_0000.nii.gz", "")) << joined(ds.problems);
-  EXPECT_TRUE(has_problem(ds.problems, "orphan.nii.gz", "label without an image")) << joined(ds.problems);
+  EXPECT_TRUE(has_problem(ds.problems, "orphan.nii.gz", "label without an image"))
+      << joined(ds.problems);
   ASSERT_EQ(ds.cases.size(), 4u);
   EXPECT_TRUE(ds.cases[3].ok);
   EXPECT_FALSE(ds.cases[0].ok);
@@ -154,7 +159,8 @@ TEST(NiftiDataset, EveryProblemOfATreeIsListedOnOneLineNamingTheFile) {
   }
   // inspect lists them all, and the command line prints them.
   EXPECT_EQ(inspect_path(dir.path()).problems.size(), 4u);
-  const auto r = test::run_command(test::iris_binary() + " data inspect '" + dir.path().string() + "'");
+  const auto r =
+      test::run_command(test::iris_binary() + " data inspect '" + dir.path().string() + "'");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("problems: 4"), std::string::npos) << r.output;
   EXPECT_THROW(scan_nifti_dataset(dir / "imagesTr"), InputError);
@@ -163,8 +169,8 @@ TEST(NiftiDataset, EveryProblemOfATreeIsListedOnOneLineNamingTheFile) {
 TEST(NiftiDataset, CommandLineSynthWritesAReadableTree) {
   test::TempDir dir;
   const auto out = dir / "synth";
-  const auto r = test::run_command(test::iris_binary() + " data synth volumes --out '" + out.string() +
-                                   "' --cases 2 --size 20 --classes 2 --seed 3");
+  const auto r = test::run_command(test::iris_binary() + " data synth volumes --out '" +
+                                   out.string() + "' --cases 2 --size 20 --classes 2 --seed 3");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const NiftiDataset ds = scan_nifti_dataset(out);
   EXPECT_TRUE(ds.problems.empty()) << joined(ds.problems);
@@ -175,8 +181,8 @@ TEST(NiftiDataset, CommandLineSynthWritesAReadableTree) {
   o.cases = 2, o.size = 20, o.classes = 2, o.seed = 3;
   EXPECT_TRUE(torch::equal(load_nifti_case(ds.cases[1]).second.data.to(torch::kByte),
                            make_synthetic_volume(o, 1).labels.data));
-  const auto bad = test::run_command(test::iris_binary() + " data synth volumes --out '" + out.string() +
-                                     "' --size 20x20");
+  const auto bad = test::run_command(test::iris_binary() + " data synth volumes --out '" +
+                                     out.string() + "' --size 20x20");
   EXPECT_NE(bad.exit_code, 0) << bad.output;
 }
 
@@ -214,7 +220,8 @@ TEST(VolumeEpisodes, QueryIsNeverItsOwnReferenceAndSharesTheClass) {
       EXPECT_GE(e.ref_masks[c].sum().item<double>(), 1);
       empty_query_masks += e.query_masks[c].sum().item<double>() == 0;
       // Masks are the label crop at the recorded origin.
-      const auto crop = labels[e.query_case].data.slice(0, e.query_origin[0], e.query_origin[0] + 16)
+      const auto crop = labels[e.query_case]
+                            .data.slice(0, e.query_origin[0], e.query_origin[0] + 16)
                             .slice(1, e.query_origin[1], e.query_origin[1] + 20)
                             .slice(2, e.query_origin[2], e.query_origin[2] + 12);
       EXPECT_TRUE(torch::equal(e.query_masks[c], (crop == e.class_values[c]).to(torch::kFloat)));
