@@ -24,7 +24,8 @@ std::string case_id(const fs::path& file, bool* channel_suffix) {
   std::string name = file.filename().string();
   name.resize(name.size() - nifti_extension(name).size());
   *channel_suffix = name.size() > 5 && name[name.size() - 5] == '_' &&
-                    std::all_of(name.end() - 4, name.end(), [](char c) { return std::isdigit(c); });
+                    std::all_of(name.end() - 4, name.end(),
+                                [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
   if (*channel_suffix) name.resize(name.size() - 5);
   return name;
 }
@@ -114,6 +115,15 @@ NiftiDataset scan_nifti_dataset(const fs::path& dir) {
     NiftiCase c;
     bool suffix = false;
     c.id = case_id(image_file, &suffix);
+    if (suffix) {
+      // An MSD id may itself end in four digits ("x_0001" with label "x_0001").
+      std::string stem = image_file.filename().string();
+      stem.resize(stem.size() - nifti_extension(stem).size());
+      if (!labels.count(c.id) && labels.count(stem)) {
+        c.id = stem;
+        suffix = false;
+      }
+    }
     if (suffix && seen.count(c.id)) continue;  // further channels of a multi-channel case
     seen.insert(c.id);
     c.image = image_file;

@@ -111,6 +111,16 @@ TEST(NiftiDataset, NnUNetLabelsAndMsdNamesAreRead) {
   EXPECT_EQ(ds.class_name(1), "liver");
   EXPECT_EQ(ds.class_name(3), "kidney");
   EXPECT_EQ(ds.label_names.count(0), 0u);
+  // MSD names: no channel suffix, and ids that themselves end in four digits.
+  fs::rename(dir / "imagesTr" / "case_000_0000.nii.gz", dir / "imagesTr" / "case_000.nii.gz");
+  fs::rename(dir / "imagesTr" / "case_001_0000.nii.gz", dir / "imagesTr" / "liver_0001.nii.gz");
+  fs::rename(dir / "labelsTr" / "case_001.nii.gz", dir / "labelsTr" / "liver_0001.nii.gz");
+  const NiftiDataset msd = scan_nifti_dataset(dir.path());
+  EXPECT_TRUE(msd.problems.empty()) << joined(msd.problems);
+  ASSERT_EQ(msd.cases.size(), 3u);
+  EXPECT_EQ(msd.cases[0].id, "case_000");
+  EXPECT_EQ(msd.cases[2].id, "liver_0001");
+  EXPECT_TRUE(msd.cases[2].ok);
 }
 
 TEST(NiftiDataset, EveryProblemOfATreeIsListedOnOneLineNamingTheFile) {
