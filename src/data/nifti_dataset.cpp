@@ -19,6 +19,12 @@ namespace fs = std::filesystem;
 
 constexpr double kAffineTolerance = 1e-3;  // mm; headers store float32
 
+std::string stem_of(const fs::path& file) {
+  std::string name = file.filename().string();
+  name.resize(name.size() - nifti_extension(name).size());
+  return name;
+}
+
 // Case id of an image file name: extension and nnU-Net's "_0000" channel suffix removed.
 std::string case_id(const fs::path& file, bool* channel_suffix) {
   std::string name = file.filename().string();
@@ -102,10 +108,7 @@ NiftiDataset scan_nifti_dataset(const fs::path& dir) {
   if (fs::exists(dir / "dataset.json"))
     ds.label_names = read_label_names(dir / "dataset.json", ds.problems);
   std::map<std::string, fs::path> labels;
-  for (const auto& f : nifti_files(dir / "labelsTr")) {
-    bool suffix = false;
-    labels[case_id(f, &suffix)] = f;
-  }
+  for (const auto& f : nifti_files(dir / "labelsTr")) labels[stem_of(f)] = f;  // no channel suffix
   if (!fs::is_directory(dir / "labelsTr")) {
     ds.problems.push_back(
         file_message((dir / "labelsTr").string(), "missing: no labels for any case"));
@@ -117,8 +120,7 @@ NiftiDataset scan_nifti_dataset(const fs::path& dir) {
     c.id = case_id(image_file, &suffix);
     if (suffix) {
       // An MSD id may itself end in four digits ("x_0001" with label "x_0001").
-      std::string stem = image_file.filename().string();
-      stem.resize(stem.size() - nifti_extension(stem).size());
+      const std::string stem = stem_of(image_file);
       if (!labels.count(c.id) && labels.count(stem)) {
         c.id = stem;
         suffix = false;
