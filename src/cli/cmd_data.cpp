@@ -6,9 +6,13 @@
 #include <iostream>
 #include <sstream>
 
+#include "core/build_info.h"
 #include "core/error.h"
 #include "data/inspect.h"
 #include "data/synthetic_video.h"
+#if IRIS_HAVE_NIFTI
+#include "data/synthetic_volume.h"
+#endif
 #include "data/video_dataset.h"
 
 namespace iris::cli {
@@ -45,8 +49,8 @@ std::function<int()> setup_data(CLI::App& app, const GlobalOptions& globals) {
     SyntheticVideoOptions video;
   };
   auto synth_options = std::make_shared<SynthOptions>();
-  CLI::App* synth = app.add_subcommand("synth", "write synthetic data (surgical-video)");
-  synth->add_option("KIND", synth_options->kind, "surgical-video")->required();
+  CLI::App* synth = app.add_subcommand("synth", "write synthetic data (surgical-video, volumes)");
+  synth->add_option("KIND", synth_options->kind, "surgical-video | volumes")->required();
   synth->add_option("--out", synth_options->out, "output folder")->required();
   synth->add_option("--videos", synth_options->video.videos, "number of clips")
       ->capture_default_str();
@@ -59,9 +63,17 @@ std::function<int()> setup_data(CLI::App& app, const GlobalOptions& globals) {
       ->capture_default_str();
   synth->add_option("--layout", synth_options->layout, "cholecseg8k | endovis17 | endovis18 | coco")
       ->capture_default_str();
-  synth->add_option("--size", synth_options->size, "frame size WxH")->capture_default_str();
+  synth->add_option("--size", synth_options->size, "frame size WxH; volumes: voxels per side (64)")
+      ->capture_default_str();
+  // synth volumes: imagesTr/labelsTr NIfTI tree for IRIS.
+  auto volume_counts = std::make_shared<std::pair<int64_t, int64_t>>(4, 3);  // cases, classes
+  synth->add_option("--cases", volume_counts->first, "volumes: number of cases")
+      ->capture_default_str();
+  synth->add_option("--classes", volume_counts->second, "volumes: organ classes per case")
+      ->capture_default_str();
 
-  return [options, inspect, convert, convert_options, synth, synth_options, &globals] {
+  return [options, inspect, convert, convert_options, synth, synth_options, volume_counts,
+          &globals] {
     if (convert->parsed()) {
       const auto to = parse_video_layout(convert_options->to);
       const int64_t n = convert_video_dataset(convert_options->in, convert_options->out, to);
@@ -71,8 +83,35 @@ std::function<int()> setup_data(CLI::App& app, const GlobalOptions& globals) {
     }
     if (synth->parsed()) {
       auto& o = *synth_options;
+      if (o.kind == "volumes") {
+#if IRIS_HAVE_NIFTI
+        SyntheticVolumeOptions v;
+        v.cases = volume_counts->first;
+        v.classes = volume_counts->second;
+        v.seed = synth->get_option("--seed")->count() == 0 && globals.seed ? *globals.seed
+                                                                           : o.video.seed;
+        if (synth->get_option("--size")->count() > 0) {
+          std::size_t used = 0;
+          try {
+            v.size = std::stoll(o.size, &used);
+          } catch (const std::exception&) {
+            used = 0;
+          }
+          if (used != o.size.size())
+            throw UsageError("--size: expected voxels per side such as 64, got '" + o.size + "'");
+        }
+        const int64_t n = write_synthetic_volumes(v, o.out);
+        std::cout << n << " volumes of " << v.size << "^3 voxels with " << v.classes
+                  << " classes written to " << o.out << " (imagesTr/labelsTr)\n";
+        return 0;
+#else
+        throw NotAvailableError(
+            "synth volumes: NIfTI support is off in this build (IRIS_WITH_NIFTI)");
+#endif
+      }
       if (o.kind != "surgical-video") {
-        throw UsageError("synth: unknown kind '" + o.kind + "'; available: surgical-video");
+        throw UsageError("synth: unknown kind '" + o.kind +
+                         "'; available: surgical-video, volumes");
       }
       char x = 0;
       std::istringstream size(o.size);

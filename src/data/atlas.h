@@ -39,4 +39,19 @@ bool is_mricron_atlas_dir(const std::filesystem::path& dir);
 MricronAtlas load_mricron_atlas(const std::filesystem::path& dir = kMricronTemplates,
                                 const std::vector<std::string>& which = {});
 
+// Brain mask of a (skull-stripped) T1: tissue = intensity > threshold, then a morphological
+// closing with a ball of closing_radius_mm (bridges dark sulcal CSF and folds narrower than
+// about twice the radius), then hole filling (background not 6-connected to the volume border
+// becomes brain), then an optional outward growth by margin_mm. Distances are Euclidean in mm
+// through the affine's spacing, so anisotropic grids get round balls. Skull stripping stops at
+// the pial surface; the intracranial region that MNI-space atlases assume also holds the outer
+// (subarachnoid) CSF, 1-5 mm thick on Colin27 (the dark band of the unstripped ch2 between
+// ch2bet's edge and the skull): margin_mm covers it when the mask stands for that region.
+struct BrainMaskOptions {
+  double threshold = 0.0;
+  double closing_radius_mm = 5.0;
+  double margin_mm = 0.0;
+};
+at::Tensor brain_mask(const Volume& t1, const BrainMaskOptions& options = {});  // [nk, nj, ni] bool
+
 }  // namespace iris

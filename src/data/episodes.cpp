@@ -135,4 +135,127 @@ Episode SliceDataset::sample(std::mt19937_64& rng, const std::vector<int64_t>& c
                                classes.size()));
 }
 
+namespace {
+
+// Corner of a patch of `size` voxels centred on `centre`, kept inside [0, extent) when it fits.
+int64_t patch_corner(int64_t centre, int64_t size, int64_t extent) {
+  if (extent <= size) return 0;
+  return std::clamp<int64_t>(centre - size / 2, 0, extent - size);
+}
+
+// [nk, nj, ni] -> [D, H, W] patch at `corner`, zero-padded where the volume is smaller.
+at::Tensor crop(const at::Tensor& volume, const std::array<int64_t, 3>& corner,
+                const std::array<int64_t, 3>& size) {
+  at::Tensor out = volume;
+  for (int64_t d = 0; d < 3; ++d) {
+    out = out.slice(d, corner[d], std::min(corner[d] + size[d], volume.size(d)));
+  }
+  return at::constant_pad_nd(
+      out, {0, size[2] - out.size(2), 0, size[1] - out.size(1), 0, size[0] - out.size(0)}, 0);
+}
+
+// Corner of a patch centred on a random voxel of class `value` in `labels`.
+std::array<int64_t, 3> patch_on_class(std::mt19937_64& rng, const at::Tensor& labels, int64_t value,
+                                      const std::array<int64_t, 3>& size) {
+  const at::Tensor voxels = (labels == value).nonzero();  // [N, 3]
+  TORCH_CHECK(voxels.size(0) > 0, "patch episode: class ", value, " has no voxels");
+  const at::Tensor v = voxels[pick(rng, voxels.size(0))];
+  std::array<int64_t, 3> corner{};
+  for (int64_t d = 0; d < 3; ++d)
+    corner[d] = patch_corner(v[d].item<int64_t>(), size[d], labels.size(d));
+  return corner;
+}
+
+}  // namespace
+
+VolumeEpisodeSampler::VolumeEpisodeSampler(const std::vector<Volume>& images,
+                                           const std::vector<Volume>& labels, int64_t min_voxels) {
+  TORCH_CHECK(images.size() == labels.size(), "volume episodes: ", images.size(), " images but ",
+              labels.size(), " label maps");
+  for (std::size_t c = 0; c < images.size(); ++c) {
+    TORCH_CHECK(images[c].data.dim() == 3 && images[c].data.sizes() == labels[c].data.sizes(),
+                "volume episodes: case ", c, " image ", images[c].data.sizes(), " and labels ",
+                labels[c].data.sizes(), " are not 3D volumes on one grid");
+    images_.push_back(normalize_mri(images[c].data).contiguous());
+    labels_.push_back(labels[c].data.to(at::kLong).contiguous());
+    const at::Tensor counts = at::bincount(labels_.back().reshape({-1}).clamp_min(0));
+    const auto* n = counts.data_ptr<int64_t>();
+    for (int64_t v = 1; v < counts.numel(); ++v) {
+      if (n[v] >= min_voxels) present_[v].push_back(static_cast<int64_t>(c));
+    }
+  }
+}
+
+std::vector<int64_t> VolumeEpisodeSampler::episode_classes() const {
+  std::vector<int64_t> out;
+  for (const auto& [value, cases] : present_) {
+    if (cases.size() >= 2) out.push_back(value);
+  }
+  return out;
+}
+
+const std::vector<int64_t>& VolumeEpisodeSampler::cases_with(int64_t value) const {
+  static const std::vector<int64_t> kNone;
+  const auto it = present_.find(value);
+  return it == present_.end() ? kNone : it->second;
+}
+
+PatchEpisode VolumeEpisodeSampler::sample(std::mt19937_64& rng, const std::vector<int64_t>& classes,
+                                          const PatchEpisodeOptions& options) const {
+  if (classes.empty()) throw InputError("patch episode sampling: no classes to sample from");
+  for (int64_t d = 0; d < 3; ++d) {
+    if (options.patch_size[d] < 1)
+      throw ConfigError("patch episode sampling: patch size must be >= 1");
+  }
+  const auto& size = options.patch_size;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const int64_t anchor = classes[pick(rng, classes.size())];
+    const auto& holders = cases_with(anchor);
+    if (holders.size() < 2) continue;
+    const int64_t ref = holders[pick(rng, holders.size())];
+    std::vector<int64_t> others;
+    for (int64_t c : holders) {
+      if (c != ref) others.push_back(c);
+    }
+    const int64_t query = others[pick(rng, others.size())];
+    PatchEpisode e;
+    e.ref_case = ref;
+    e.query_case = query;
+    e.ref_origin = patch_on_class(rng, labels_[ref], anchor, size);
+    e.query_origin = patch_on_class(rng, labels_[query], anchor, size);
+    const at::Tensor ref_labels = crop(labels_[ref], e.ref_origin, size);
+    const at::Tensor query_labels = crop(labels_[query], e.query_origin, size);
+    // The anchor must survive the crop in both patches (it can be cut when thin).
+    if ((ref_labels == anchor).sum().item<int64_t>() == 0 ||
+        (query_labels == anchor).sum().item<int64_t>() == 0) {
+      continue;
+    }
+    e.class_values = {anchor};
+    std::vector<int64_t> extra;
+    for (int64_t c : classes) {
+      if (c != anchor && (ref_labels == c).sum().item<int64_t>() >= options.min_voxels)
+        extra.push_back(c);
+    }
+    std::shuffle(extra.begin(), extra.end(), rng);
+    for (int64_t c : extra) {
+      if (static_cast<int64_t>(e.class_values.size()) >= options.classes_per_episode) break;
+      e.class_values.push_back(c);
+    }
+    e.ref_image = crop(images_[ref], e.ref_origin, size).unsqueeze(0);
+    e.query_image = crop(images_[query], e.query_origin, size).unsqueeze(0);
+    std::vector<at::Tensor> rm, qm;
+    for (int64_t c : e.class_values) {
+      rm.push_back((ref_labels == c).to(at::kFloat));
+      qm.push_back((query_labels == c).to(at::kFloat));
+    }
+    e.ref_masks = at::stack(rm);
+    e.query_masks = at::stack(qm);
+    return e;
+  }
+  throw InputError(
+      fmt::format("patch episode sampling: no reference/query pair found for {} classes "
+                  "(need each class in at least two cases)",
+                  classes.size()));
+}
+
 }  // namespace iris

@@ -6,6 +6,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <random>
@@ -67,6 +68,48 @@ class SliceDataset {
   at::Tensor images_;  // [Z, S, S] float
   at::Tensor labels_;  // [Z, S, S] int64
   std::map<int64_t, std::vector<int64_t>> present_;  // class value -> slice positions
+};
+
+// 3D patch mode: a reference patch from one volume and a query patch from a different volume
+// (never the same case), both with the masks of the same K classes. The anchor class is present
+// in both; the other classes come from the reference patch and may be absent from the query,
+// where their all-zero masks are negatives.
+struct PatchEpisodeOptions {
+  std::array<int64_t, 3> patch_size{32, 32, 32};  // [D, H, W] voxels (k, j, i)
+  int64_t classes_per_episode = 3;
+  int64_t min_voxels = 20;  // voxels of a class for it to count as present (whole case or patch)
+};
+
+struct PatchEpisode {
+  at::Tensor ref_image;    // [1, D, H, W] float in [0, 1]
+  at::Tensor ref_masks;    // [K, D, H, W] float 0/1
+  at::Tensor query_image;  // [1, D, H, W]
+  at::Tensor query_masks;  // [K, D, H, W]
+  std::vector<int64_t> class_values;
+  int64_t ref_case = -1, query_case = -1;
+  std::array<int64_t, 3> ref_origin{}, query_origin{};  // patch corner (k, j, i) in its volume
+};
+
+// Whole volumes (image and label map on one grid per case), normalised with normalize_mri and
+// kept in memory; volumes smaller than the patch are zero-padded.
+class VolumeEpisodeSampler {
+ public:
+  VolumeEpisodeSampler(const std::vector<Volume>& images, const std::vector<Volume>& labels,
+                       int64_t min_voxels);
+
+  int64_t cases() const { return static_cast<int64_t>(images_.size()); }
+  // Classes present in at least two cases, so that a reference and a different query exist.
+  std::vector<int64_t> episode_classes() const;
+  const std::vector<int64_t>& cases_with(int64_t value) const;
+
+  // Samples an episode over `classes` (from episode_classes()); throws InputError if none fit.
+  PatchEpisode sample(std::mt19937_64& rng, const std::vector<int64_t>& classes,
+                      const PatchEpisodeOptions& options) const;
+
+ private:
+  std::vector<at::Tensor> images_;                   // [nk, nj, ni] float
+  std::vector<at::Tensor> labels_;                   // [nk, nj, ni] int64
+  std::map<int64_t, std::vector<int64_t>> present_;  // class value -> cases
 };
 
 }  // namespace iris

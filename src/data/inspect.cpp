@@ -12,6 +12,7 @@
 #include "io/volume.h"
 #if IRIS_HAVE_NIFTI
 #include "data/atlas.h"
+#include "data/nifti_dataset.h"
 #include "io/nifti.h"
 #endif
 
@@ -145,6 +146,8 @@ InspectReport inspect_path(const fs::path& path) {
   if (detect_video_layout(path)) return inspect_video_dataset(path);
 #if IRIS_HAVE_NIFTI
   if (fs::is_directory(path) && is_mricron_atlas_dir(path)) return inspect_atlas(path);
+  // MSD / nnU-Net imagesTr/labelsTr trees.
+  if (fs::is_directory(path) && is_nifti_dataset_dir(path)) return inspect_nifti_dataset(path);
   if (fs::is_regular_file(path) && !nifti_extension(path.string()).empty()) return inspect_nifti(path);
 #else
   if (!nifti_extension(path.string()).empty() || fs::is_directory(path)) {
@@ -153,6 +156,7 @@ InspectReport inspect_path(const fs::path& path) {
 #endif
   throw InputError(file_message(path.string(), "layout not recognised; supported so far: a NIfTI "
                                                "volume (.nii, .nii.gz), the mricron atlases folder, "
+                                               "an imagesTr/labelsTr NIfTI tree, "
                                                "CholecSeg8k, EndoVis17, EndoVis18 and COCO-video"));
 }
 
