@@ -310,6 +310,8 @@ class Lister final : public ConfigVisitor {
   std::string prefix_;
 };
 
+}  // namespace
+
 std::size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<std::size_t> row(b.size() + 1);
   for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
@@ -324,8 +326,6 @@ std::size_t edit_distance(const std::string& a, const std::string& b) {
   }
   return row[b.size()];
 }
-
-}  // namespace
 
 std::optional<std::string> closest_match(const std::string& word,
                                          const std::vector<std::string>& candidates) {

@@ -15,6 +15,7 @@
 // and the closest valid key), writes the fully resolved YAML back, and lists the keys for help.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -74,6 +75,9 @@ std::string dump_visited_config(const std::function<void(ConfigVisitor&)>& visit
 
 // Every key as "a.b.c  <type>  help", for `--help` style listings.
 std::vector<std::string> list_config_keys(const std::function<void(ConfigVisitor&)>& visit);
+
+// Levenshtein distance (insertions, deletions, substitutions) between two strings.
+std::size_t edit_distance(const std::string& a, const std::string& b);
 
 // The closest candidate by edit distance, if it is close enough to be a plausible typo.
 std::optional<std::string> closest_match(const std::string& word,

@@ -17,6 +17,7 @@
 
 #include "core/atomic_file.h"
 #include "core/build_info.h"
+#include "core/config.h"
 #include "core/error.h"
 #include "core/run_dir.h"
 #include "track/wandb_csv.h"
@@ -511,21 +512,6 @@ void write_db(const fs::path& path, const std::vector<FolderRow>& rows) {
 }
 
 #endif  // IRIS_HAVE_SQLITE
-
-std::size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
-}
 
 // Folder name for an imported run: the run name without characters a path cannot hold.
 std::string folder_name_for(const std::string& name) {
