@@ -6,6 +6,15 @@ namespace iris::models::sam2 {
 
 at::Tensor gelu_exact(const at::Tensor& x) { return at::gelu(x); }
 
+at::Tensor resize_bilinear(const at::Tensor& x, int64_t h, int64_t w, bool antialias) {
+  namespace F = torch::nn::functional;
+  return F::interpolate(x, F::InterpolateFuncOptions()
+                               .size(std::vector<int64_t>{h, w})
+                               .mode(torch::kBilinear)
+                               .align_corners(false)
+                               .antialias(antialias));
+}
+
 LayerNorm2dImpl::LayerNorm2dImpl(int64_t channels, double eps_) : eps(eps_) {
   weight = register_parameter("weight", torch::ones({channels}));
   bias = register_parameter("bias", torch::zeros({channels}));

@@ -14,6 +14,10 @@ namespace iris::models::sam2 {
 // GELU as the official code uses it (exact erf form).
 at::Tensor gelu_exact(const at::Tensor& x);
 
+// Bilinear resize of [B, C, H, W] to [B, C, h, w] with align_corners=false, as every mask resize
+// of the official code; antialias for downsizing.
+at::Tensor resize_bilinear(const at::Tensor& x, int64_t h, int64_t w, bool antialias = false);
+
 // LayerNorm over the channel dim of [B, C, H, W]. Keys: weight [C], bias [C].
 class LayerNorm2dImpl : public torch::nn::Module {
  public:

@@ -7,7 +7,6 @@
 namespace iris::models::sam2 {
 namespace {
 
-namespace F = torch::nn::functional;
 
 at::Tensor trunc_normal(std::vector<int64_t> shape, double std) {
   // Initial values only matter for training from scratch; checkpoints overwrite them.
@@ -17,14 +16,6 @@ at::Tensor trunc_normal(std::vector<int64_t> shape, double std) {
 // [HW, B, C] -> [B, C, H, W]
 at::Tensor seq_to_map(const at::Tensor& x, const std::array<int64_t, 2>& size) {
   return x.permute({1, 2, 0}).reshape({x.size(1), x.size(2), size[0], size[1]});
-}
-
-at::Tensor resize_bilinear(const at::Tensor& x, int64_t h, int64_t w, bool antialias) {
-  return F::interpolate(x, F::InterpolateFuncOptions()
-                               .size(std::vector<int64_t>{h, w})
-                               .mode(torch::kBilinear)
-                               .align_corners(false)
-                               .antialias(antialias));
 }
 
 }  // namespace

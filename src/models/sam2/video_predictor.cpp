@@ -9,16 +9,6 @@
 namespace iris::models::sam2 {
 namespace {
 
-namespace F = torch::nn::functional;
-
-at::Tensor resize_bilinear(const at::Tensor& x, int64_t h, int64_t w, bool antialias = false) {
-  return F::interpolate(x, F::InterpolateFuncOptions()
-                               .size(std::vector<int64_t>{h, w})
-                               .mode(torch::kBilinear)
-                               .align_corners(false)
-                               .antialias(antialias));
-}
-
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
