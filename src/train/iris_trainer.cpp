@@ -220,6 +220,14 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
     m.field("heads", o.heads, "attention heads");
     m.field("decoder_layers", o.decoder_layers, "bidirectional attention layers in the decoder");
     m.field("deep_supervision", o.deep_supervision, "auxiliary losses at lower resolutions");
+    m.field("position_encoding", o.position_encoding,
+            "projected sine position encoding added to the deepest features");
+    m.field("class_film", o.class_film,
+            "per-class upsampling path modulated by each class's summary (FiLM)");
+    m.field("prior_features", o.prior_features,
+            "Fourier features of the reference prior (0: off; reference and query share a frame)");
+    m.field("prior_frequency", o.prior_frequency,
+            "std of the prior's frequencies over [-1, 1] coordinates (higher: sharper)");
   });
   v.section("data", [&](ConfigVisitor& d) {
     d.field("atlas_dir", data.atlas_dir, "mricron templates folder");
@@ -235,6 +243,10 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
             "chance that a query slice may lack the episode's anchor class");
     d.field("min_slice_gap", data.min_slice_gap,
             "reference and query slices at least this far apart");
+    d.field("joint_shift", data.joint_shift,
+            "random shift in pixels shared by reference and query (training episodes)");
+    d.field("joint_flip", data.joint_flip,
+            "random left-right flip shared by reference and query (training episodes)");
   });
   v.section("optim", [&](ConfigVisitor& o) {
     o.choice("name", optim.name, {"adamw"}, "optimiser");
@@ -322,6 +334,9 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
   SliceEpisodeOptions episode_options{config.data.classes_per_episode, config.data.min_area,
                                       config.data.absent_query_probability,
                                       config.data.min_slice_gap};
+  SliceEpisodeOptions train_episode_options = episode_options;
+  train_episode_options.joint_shift = config.data.joint_shift;
+  train_episode_options.joint_flip = config.data.joint_flip;
   std::mt19937_64 val_rng(static_cast<uint64_t>(config.run.seed) + 1);
   std::vector<Episode> val_episodes;
   for (int64_t i = 0; i < config.validation.episodes; ++i) {
@@ -434,7 +449,7 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
     int64_t dice_n = 0;
     for (int64_t i = 0; i < config.optim.batch; ++i) {
       auto t0 = Clock::now();
-      const Episode episode = train_data.sample(rng, classes, episode_options);
+      const Episode episode = train_data.sample(rng, classes, train_episode_options);
       const Batch b = to_batch(episode, device);
       data_ms += ms_since(t0);
       t0 = Clock::now();

@@ -18,17 +18,19 @@ struct IrisTrainConfig {
   RunOptions run;
   struct Model {
     std::string name = "iris";
-    models::IrisOptions options{2, 1, 8, 4, 8, 4, 1, false};
+    models::IrisOptions options{2, 1, 8, 3, 8, 4, 1, false, true, true, 256, 6.0};
   } model;
   struct Data {
     std::string atlas_dir = "/usr/share/mricron/templates";
     std::string label_map = "aal";  // training classes
-    int64_t slice_size = 96;
+    int64_t slice_size = 64;
     int64_t classes_per_episode = 3;
     int64_t min_area = 20;
     int64_t validation_every_nth_slice = 5;  // slices k % n == 0 are held out for validation
     double absent_query_probability = 0.1;
     int64_t min_slice_gap = 2;
+    int64_t joint_shift = 8;  // pixels; see SliceEpisodeOptions
+    bool joint_flip = true;
   } data;
   struct Optim {
     std::string name = "adamw";
