@@ -17,7 +17,8 @@ class MemoryBank {
 
   // The first sighting stores the embedding; later ones do e <- momentum·e + (1 - momentum)·new.
   // embedding: [m + 1, C] (detached and copied).
-  void update(const std::string& dataset, const std::string& class_name, const at::Tensor& embedding);
+  void update(const std::string& dataset, const std::string& class_name,
+              const at::Tensor& embedding);
   bool contains(const std::string& dataset, const std::string& class_name) const;
   // Throws InputError naming the key and the classes the bank holds for that dataset.
   at::Tensor get(const std::string& dataset, const std::string& class_name) const;
@@ -31,7 +32,8 @@ class MemoryBank {
   };
   // The k stored embeddings most similar to `query` ([m + 1, C]), best first; restricted to one
   // dataset when `dataset` is not empty.
-  std::vector<Match> nearest(const at::Tensor& query, int64_t k, const std::string& dataset = "") const;
+  std::vector<Match> nearest(const at::Tensor& query, int64_t k,
+                             const std::string& dataset = "") const;
   // Object-level retrieval: the similarity-weighted mean of the top-k matches (weights are the
   // softmax of similarities / temperature). Throws InputError when the bank is empty.
   at::Tensor retrieve(const at::Tensor& query, int64_t k, double temperature = 0.1,
@@ -51,5 +53,10 @@ class MemoryBank {
   double momentum_;
   std::map<std::string, Entry> entries_;  // key(dataset, class) -> entry
 };
+
+// The bank saved inside an IRIS training checkpoint (its "memory_bank" archive: momentum, the
+// entry names one per line, tensors t0, t1, ... in that order); an empty bank when the checkpoint
+// has none. InputError naming the file when it cannot be read.
+MemoryBank read_memory_bank(const std::string& checkpoint_path);
 
 }  // namespace iris::models
