@@ -306,7 +306,7 @@ std::vector<EmbeddingIndex::Match> EmbeddingIndex::nearest(const at::Tensor& que
   const at::Tensor keys = at::stack(rows);  // [N, (m + 1)·C]
   TORCH_CHECK(keys.size(1) == q.size(1), "embedding index: query has ", q.size(1),
               " values, entries have ", keys.size(1));
-  const at::Tensor sims = at::cosine_similarity(keys, q, 1, 1e-8).contiguous();
+  const at::Tensor sims = at::cosine_similarity(keys, q.expand_as(keys), 1, 1e-8).contiguous();
   std::vector<Match> matches;
   for (std::size_t j = 0; j < candidates.size(); ++j) {
     matches.push_back({candidates[j], sims[static_cast<int64_t>(j)].item<double>()});
