@@ -134,6 +134,9 @@ int run_predict_iris(const PredictIrisOptions& o, const GlobalOptions& g) {
   options.tuning.steps = o.tuning_steps;
   options.tuning.lr = o.tuning_lr;
   options.retrieval.top_k = o.top_k;
+  if (o.bank && options.strategy != models::Strategy::kRetrieval) {
+    throw UsageError("--bank chooses where retrieval looks: use it with --strategy retrieval");
+  }
   models::MemoryBank bank;
   if (o.bank) {
     bank = models::read_memory_bank(o.checkpoint);

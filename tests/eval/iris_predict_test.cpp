@@ -140,6 +140,34 @@ TEST(IrisPredict, NiftiVolumesGiveMasksOnTheQueryGridForEveryStrategy) {
   EXPECT_NE(leak.output.find("never its own reference"), std::string::npos) << leak.output;
 }
 
+TEST(IrisPredict, A2DModelSegmentsNiftiVolumesSliceBySlice) {
+  TempDir dir;
+  const auto [image, labels] = synthetic_volume(1, {6, 24, 20});
+  write_volume(dir / "ref.nii", image, Affine::diagonal(1, 1, 1));
+  write_volume(dir / "ref_mask.nii", labels, Affine::diagonal(1, 1, 1));
+  const auto [query, query_labels] = synthetic_volume(2, {5, 20, 26});
+  write_volume(dir / "query.nii.gz", query, oblique());
+  write_checkpoint(dir / "model.pt", {2, 1, 4, 2, 3, 2, 1, false});
+  write_config(dir / "config.yaml", 2);
+  for (const std::string strategy : {"ensemble", "retrieval"}) {
+    const auto r = run_command(fmt::format(
+        "{} predict iris --checkpoint {} --config {} --reference {} --reference-mask {} --query {} "
+        "--strategy {} --out {} --threads 1",
+        iris_binary(), (dir / "model.pt").string(), (dir / "config.yaml").string(),
+        (dir / "ref.nii").string(), (dir / "ref_mask.nii").string(),
+        (dir / "query.nii.gz").string(), strategy, (dir / strategy).string()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const Volume mask = read_nifti(dir / strategy / "mask.nii.gz");
+    EXPECT_EQ(mask.data.sizes(), query.sizes());
+    for (int i = 0; i < 16; ++i) EXPECT_NEAR(mask.affine.m[i], oblique().m[i], 1e-5) << i;
+    const auto json = nlohmann::json::parse(read_file(dir / strategy / "prediction.json"));
+    EXPECT_EQ(json["mode"], "2d-slices");
+    // The reference slice is the one holding most of the classes' voxels.
+    const int64_t best = (labels > 0).sum({1, 2}).argmax().item<int64_t>();
+    EXPECT_EQ(json["references"][0]["slice"], best);
+  }
+}
+
 TEST(IrisPredict, PngSlicesAndTheStrategyTable) {
   TempDir dir;
   fs::create_directories(dir / "pool" / "masks");
