@@ -12,15 +12,15 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/error.h"
+#include "data/video_dataset.h"
+#include "eval/video_eval.h"
+#include "models/sam2/sam2_loader.h"
 #if IRIS_HAVE_NIFTI
 #include <nlohmann/json.hpp>
 
 #include "eval/iris_predict.h"
 #include "train/iris_trainer.h"
 #endif
-#include "data/video_dataset.h"
-#include "eval/video_eval.h"
-#include "models/sam2/sam2_loader.h"
 
 namespace iris::cli {
 namespace {
@@ -50,14 +50,11 @@ int run_eval_sam2(const EvalSam2Options& o, const GlobalOptions& g) {
   model->to(resolve_device(g.device));
   const auto result = eval::evaluate_sam2_video(model, dataset, options);
   eval::write_video_eval(result, options, o.out);
-  auto show = [](double v) {
-    return std::isnan(v) ? std::string("n/a") : fmt::format("{:.4f}", v);
-  };
-  std::cout << fmt::format(
-      "{} videos, {} frames, {} objects, {} prompts: Dice {}, IoU {}, MAE {}, NSD {}\n",
-      result.videos, result.frames, result.objects.size(), o.prompt,
-      show(result.dice_summary.macro), show(result.iou_summary.macro),
-      show(result.mae_summary.macro), show(result.nsd_summary.macro));
+  auto show = [](double v) { return std::isnan(v) ? std::string("n/a") : fmt::format("{:.4f}", v); };
+  std::cout << fmt::format("{} videos, {} frames, {} objects, {} prompts: Dice {}, IoU {}, MAE {}, NSD {}\n",
+                           result.videos, result.frames, result.objects.size(), o.prompt,
+                           show(result.dice_summary.macro), show(result.iou_summary.macro),
+                           show(result.mae_summary.macro), show(result.nsd_summary.macro));
   std::cout << fmt::format("wrote {}/eval.json and eval.md\n", o.out);
   return 0;
 }
@@ -126,8 +123,7 @@ std::function<int()> setup_eval(CLI::App& app, const GlobalOptions& globals) {
       ->capture_default_str();
   s->add_option("--seed", o->seed, "prompt simulation seed")->capture_default_str();
   s->add_option("--max-frames", o->max_frames, "frames per video (0: all)")->capture_default_str();
-  s->add_option("--nsd-tolerance", o->nsd_tolerance, "NSD tolerance in pixels")
-      ->capture_default_str();
+  s->add_option("--nsd-tolerance", o->nsd_tolerance, "NSD tolerance in pixels")->capture_default_str();
   s->add_flag("--no-postprocessing", o->no_postprocessing, "use the config as written");
 
   auto io = std::make_shared<EvalIrisOptions>();

@@ -1,8 +1,8 @@
 #include "cli/cmd_predict.h"
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
 
 #include <iostream>
 
@@ -11,13 +11,13 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/error.h"
+#include "models/sam2/sam2_loader.h"
+#include "models/sam2/sam2_predict.h"
 #if IRIS_HAVE_NIFTI
 #include "eval/iris_predict.h"
 #include "models/iris/memory_bank.h"
 #include "train/iris_trainer.h"
 #endif
-#include "models/sam2/sam2_loader.h"
-#include "models/sam2/sam2_predict.h"
 
 namespace iris::cli {
 namespace {
@@ -47,8 +47,7 @@ int run_predict_sam2(const PredictSam2Options& o, const GlobalOptions& g) {
   options.reverse = !o.no_reverse;
   options.overlay = !o.no_overlay;
   options.offload_state_to_cpu = o.offload_state;
-  for (const auto& p : o.points)
-    options.prompts.push_back(sam2::parse_point_prompt(p, o.frame, o.object));
+  for (const auto& p : o.points) options.prompts.push_back(sam2::parse_point_prompt(p, o.frame, o.object));
   // Points given together on one frame and object are one prompt (SAM's multi-click input).
   if (options.prompts.size() > 1) {
     auto merged = options.prompts.front();
@@ -60,8 +59,7 @@ int run_predict_sam2(const PredictSam2Options& o, const GlobalOptions& g) {
     }
     options.prompts = {merged};
   }
-  for (const auto& b : o.boxes)
-    options.prompts.push_back(sam2::parse_box_prompt(b, o.frame, o.object));
+  for (const auto& b : o.boxes) options.prompts.push_back(sam2::parse_box_prompt(b, o.frame, o.object));
   for (const auto& m : o.masks) {
     sam2::Sam2Prompt p;
     p.type = sam2::Sam2Prompt::Type::kMask;

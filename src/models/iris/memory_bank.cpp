@@ -28,18 +28,16 @@ MemoryBank::MemoryBank(double momentum) : momentum_(momentum) {
 
 std::string MemoryBank::key(const std::string& dataset, const std::string& class_name) {
   if (dataset.empty() || dataset.find('/') != std::string::npos || class_name.empty()) {
-    throw InputError(
-        fmt::format("memory bank key '{}'/'{}': the dataset must be non-empty without "
-                    "'/', the class name non-empty",
-                    dataset, class_name));
+    throw InputError(fmt::format("memory bank key '{}'/'{}': the dataset must be non-empty without "
+                                 "'/', the class name non-empty",
+                                 dataset, class_name));
   }
   return dataset + "/" + class_name;
 }
 
 void MemoryBank::update(const std::string& dataset, const std::string& class_name,
                         const at::Tensor& embedding) {
-  TORCH_CHECK(embedding.dim() == 2, "memory bank: embedding must be [m + 1, C], got ",
-              embedding.sizes());
+  TORCH_CHECK(embedding.dim() == 2, "memory bank: embedding must be [m + 1, C], got ", embedding.sizes());
   const at::Tensor value = embedding.detach().to(at::kCPU, at::kFloat).clone();
   auto [it, inserted] = entries_.try_emplace(key(dataset, class_name));
   Entry& entry = it->second;
@@ -65,8 +63,7 @@ at::Tensor MemoryBank::get(const std::string& dataset, const std::string& class_
     if (split_key(k).first == dataset) known += (known.empty() ? "" : ", ") + split_key(k).second;
   }
   throw InputError(fmt::format("memory bank has no class '{}' for dataset '{}' (it holds: {})",
-                               class_name, dataset,
-                               known.empty() ? "nothing for this dataset" : known));
+                               class_name, dataset, known.empty() ? "nothing for this dataset" : known));
 }
 
 std::vector<MemoryBank::Match> MemoryBank::nearest(const at::Tensor& query, int64_t k,
@@ -77,8 +74,8 @@ std::vector<MemoryBank::Match> MemoryBank::nearest(const at::Tensor& query, int6
     auto [ds, cls] = split_key(name);
     if (!dataset.empty() && ds != dataset) continue;
     const at::Tensor e = entry.embedding.reshape({-1});
-    TORCH_CHECK(e.numel() == q.numel(), "memory bank: query has ", q.numel(), " values, entry ",
-                name, " has ", e.numel());
+    TORCH_CHECK(e.numel() == q.numel(), "memory bank: query has ", q.numel(), " values, entry ", name,
+                " has ", e.numel());
     const double similarity = at::cosine_similarity(q, e, 0, 1e-8).item<double>();
     matches.push_back({ds, cls, similarity});
   }
@@ -100,8 +97,7 @@ at::Tensor MemoryBank::retrieve(const at::Tensor& query, int64_t k, double tempe
   const at::Tensor weights = at::softmax(at::tensor(sims, at::kDouble), 0).to(at::kFloat);
   at::Tensor out = at::zeros_like(get(matches[0].dataset, matches[0].class_name));
   for (std::size_t i = 0; i < matches.size(); ++i) {
-    out.add_(get(matches[i].dataset, matches[i].class_name),
-             weights[static_cast<int64_t>(i)].item<float>());
+    out.add_(get(matches[i].dataset, matches[i].class_name), weights[static_cast<int64_t>(i)].item<float>());
   }
   return out;
 }
@@ -119,22 +115,21 @@ void MemoryBank::load_state(const std::map<std::string, at::Tensor>& state) {
   std::map<std::string, Entry> loaded;
   for (const auto& [name, tensor] : state) {
     const std::string suffix = kUpdatesSuffix;
-    if (name.size() > suffix.size() &&
-        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
       continue;
     }
     auto [ds, cls] = split_key(name);
     Entry entry{tensor.to(at::kCPU, at::kFloat).clone(), 1};
-    if (const auto it = state.find(name + suffix); it != state.end())
-      entry.updates = it->second.item<int64_t>();
+    if (const auto it = state.find(name + suffix); it != state.end()) entry.updates = it->second.item<int64_t>();
     loaded[key(ds, cls)] = std::move(entry);
   }
   entries_ = std::move(loaded);
 }
 
 MemoryBank read_memory_bank(const std::string& checkpoint_path) {
-  if (!std::filesystem::exists(checkpoint_path))
+  if (!std::filesystem::exists(checkpoint_path)) {
     throw InputError(file_message(checkpoint_path, "no such checkpoint"));
+  }
   try {
     torch::serialize::InputArchive archive;
     archive.load_from(checkpoint_path);

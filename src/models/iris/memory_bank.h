@@ -17,8 +17,7 @@ class MemoryBank {
 
   // The first sighting stores the embedding; later ones do e <- momentum·e + (1 - momentum)·new.
   // embedding: [m + 1, C] (detached and copied).
-  void update(const std::string& dataset, const std::string& class_name,
-              const at::Tensor& embedding);
+  void update(const std::string& dataset, const std::string& class_name, const at::Tensor& embedding);
   bool contains(const std::string& dataset, const std::string& class_name) const;
   // Throws InputError naming the key and the classes the bank holds for that dataset.
   at::Tensor get(const std::string& dataset, const std::string& class_name) const;
@@ -32,8 +31,7 @@ class MemoryBank {
   };
   // The k stored embeddings most similar to `query` ([m + 1, C]), best first; restricted to one
   // dataset when `dataset` is not empty.
-  std::vector<Match> nearest(const at::Tensor& query, int64_t k,
-                             const std::string& dataset = "") const;
+  std::vector<Match> nearest(const at::Tensor& query, int64_t k, const std::string& dataset = "") const;
   // Object-level retrieval: the similarity-weighted mean of the top-k matches (weights are the
   // softmax of similarities / temperature). Throws InputError when the bank is empty.
   at::Tensor retrieve(const at::Tensor& query, int64_t k, double temperature = 0.1,
