@@ -112,7 +112,8 @@ std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
       dist_options.backend = options->dist_backend;
       dist_options.device = resolve_device(config.run.device);
       if (dist_options.device.is_cuda()) {
-        dist_options.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(dist_env->local_rank));
+        dist_options.device =
+            c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(dist_env->local_rank));
       }
       group = dist::DistContext::create(*dist_env, dist_options);
       // Rank 0 speaks for the run; the others only report problems.

@@ -64,7 +64,8 @@ std::vector<std::string> own_command_line() {
     }
   }
   if (!current.empty()) args.push_back(current);
-  if (args.empty()) throw RuntimeFailure("cannot read this process's command line (/proc/self/cmdline)");
+  if (args.empty())
+    throw RuntimeFailure("cannot read this process's command line (/proc/self/cmdline)");
   return args;
 }
 
@@ -92,7 +93,8 @@ int free_tcp_port(const std::string& address) {
 void launch_local_ranks(const std::vector<std::string>& args, const LaunchOptions& options) {
   if (options.nproc < 1) throw UsageError("--nproc must be at least 1");
   if (args.empty()) throw UsageError("launch_local_ranks: no command line");
-  const int port = options.master_port > 0 ? options.master_port : free_tcp_port(options.master_addr);
+  const int port =
+      options.master_port > 0 ? options.master_port : free_tcp_port(options.master_addr);
   spdlog::info("starting {} ranks, meeting at {}:{}", options.nproc, options.master_addr, port);
 
   // Everything exec needs is built before fork: the child only calls async-signal-safe functions.

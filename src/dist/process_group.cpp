@@ -88,8 +88,12 @@ std::optional<DistEnv> dist_env_from_environment() {
   return parse_dist_env([](const char* name) { return std::getenv(name); });
 }
 
-bool dist_available() { return IRIS_HAVE_DIST; }
-bool nccl_available() { return IRIS_HAVE_NCCL; }
+bool dist_available() {
+  return IRIS_HAVE_DIST;
+}
+bool nccl_available() {
+  return IRIS_HAVE_NCCL;
+}
 
 #if IRIS_HAVE_DIST
 
@@ -181,7 +185,8 @@ std::unique_ptr<DistContext> DistContext::create(const DistEnv& env, const DistO
   std::string backend = options.backend;
   if (backend == "auto") backend = options.device.is_cuda() && IRIS_HAVE_NCCL ? "nccl" : "gloo";
   if (backend != "gloo" && backend != "nccl") {
-    throw ConfigError(fmt::format("distributed backend '{}': expected auto, gloo or nccl", backend));
+    throw ConfigError(
+        fmt::format("distributed backend '{}': expected auto, gloo or nccl", backend));
   }
   if (backend == "nccl" && !IRIS_HAVE_NCCL) {
     throw NotAvailableError(
@@ -238,10 +243,10 @@ void DistContext::run(const char* operation, const std::function<void()>& body) 
   try {
     body();
   } catch (const std::exception& e) {
-    throw RuntimeFailure(fmt::format("rank {} of {} ({}): {} failed (a rank stopped or the {} s "
-                                     "timeout passed): {}",
-                                     env_.rank, env_.world_size, backend_, operation,
-                                     timeout_.count() / 1000.0, describe(e)));
+    throw RuntimeFailure(fmt::format(
+        "rank {} of {} ({}): {} failed (a rank stopped or the {} s "
+        "timeout passed): {}",
+        env_.rank, env_.world_size, backend_, operation, timeout_.count() / 1000.0, describe(e)));
   }
 }
 
@@ -270,7 +275,8 @@ void DistContext::all_reduce_sum(const std::vector<at::Tensor>& tensors, int64_t
       flats.push_back({flatten(tensors, bucket)});
       c10d::AllreduceOptions options;
       options.reduceOp = c10d::ReduceOp::SUM;
-      works.push_back(group_->with_backend([&](auto& pg) { return pg.allreduce(flats.back(), options); }));
+      works.push_back(
+          group_->with_backend([&](auto& pg) { return pg.allreduce(flats.back(), options); }));
     }
     for (std::size_t b = 0; b < buckets.size(); ++b) {
       works[b]->wait();

@@ -20,8 +20,8 @@ uint64_t mix(uint64_t x) {
 
 void check_ranks(int rank, int world_size) {
   if (world_size < 1 || rank < 0 || rank >= world_size) {
-    throw InputError(fmt::format("rank {} of world size {}: expected 0 <= rank < world size", rank,
-                                 world_size));
+    throw InputError(
+        fmt::format("rank {} of world size {}: expected 0 <= rank < world size", rank, world_size));
   }
 }
 
@@ -44,8 +44,8 @@ uint64_t sample_seed(uint64_t seed, int64_t step, int64_t index) {
   return mix(mix(mix(seed) ^ static_cast<uint64_t>(step)) ^ static_cast<uint64_t>(index));
 }
 
-DistributedSampler::DistributedSampler(int64_t size, int64_t global_batch, int rank,
-                                       int world_size, uint64_t seed, bool shuffle)
+DistributedSampler::DistributedSampler(int64_t size, int64_t global_batch, int rank, int world_size,
+                                       uint64_t seed, bool shuffle)
     : size_(size),
       global_batch_(global_batch),
       rank_(rank),

@@ -307,9 +307,10 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
   set_threads(config.run.threads);
   torch::manual_seed(static_cast<uint64_t>(config.run.seed));
   if (group && config.optim.batch < world_size) {
-    throw ConfigError(fmt::format("optim.batch {} is the global batch: at least one episode per "
-                                  "rank ({} ranks)",
-                                  config.optim.batch, world_size));
+    throw ConfigError(
+        fmt::format("optim.batch {} is the global batch: at least one episode per "
+                    "rank ({} ranks)",
+                    config.optim.batch, world_size));
   }
   // This rank's episodes of every step: global indices [begin, end).
   const dist::BatchShard shard = dist::shard_batch(config.optim.batch, rank, world_size);
@@ -511,14 +512,14 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
             {{"train/loss", result.final_train_loss}, {"train/dice", train_dice}, {"lr", lr}},
             step);
         run->append_metrics(
-          {{"step", step},
-           {"train/loss", result.final_train_loss},
-           {"train/dice", train_dice},
-           {"lr", lr},
-           {"time/data_ms", data_ms},
-           {"time/compute_ms", compute_ms},
-           {"samples_per_s", 1000.0 * config.optim.batch / std::max(1e-9, data_ms + compute_ms)},
-           {"memory/peak_rss_mb", peak_rss_mb()}});
+            {{"step", step},
+             {"train/loss", result.final_train_loss},
+             {"train/dice", train_dice},
+             {"lr", lr},
+             {"time/data_ms", data_ms},
+             {"time/compute_ms", compute_ms},
+             {"samples_per_s", 1000.0 * config.optim.batch / std::max(1e-9, data_ms + compute_ms)},
+             {"memory/peak_rss_mb", peak_rss_mb()}});
       }
     }
     // Validation, best weights and checkpoints are rank 0's; the others go on to the next step's
@@ -531,7 +532,7 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
       run->append_metrics(row);
       const double dice = row["val/dice"].get<double>();
       tensorboard->add_scalars({{"val/loss", row["val/loss"].get<double>()}, {"val/dice", dice}},
-                              step);
+                               step);
       if (dice > best) {
         best = dice;
         result.best_validation_dice = dice;
@@ -545,8 +546,8 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
     if (run && result.best_step == step) {
       save_checkpoint(model, optimizer, bank, state, run->checkpoints_dir() / "best.pt");
     }
-    if (run &&
-        ((config.checkpoint_every > 0 && step % config.checkpoint_every == 0) || step == last_step)) {
+    if (run && ((config.checkpoint_every > 0 && step % config.checkpoint_every == 0) ||
+                step == last_step)) {
       save_checkpoint(model, optimizer, bank, state, run->checkpoints_dir() / "last.pt");
     }
     progress.advance(1, fmt::format("loss {:.4f}", result.final_train_loss));
@@ -563,18 +564,18 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
   result.finished = true;
   if (!run) return result;
   run->write_summary({{"model", "iris"},
-                     {"steps", result.steps},
-                     {"best/val_dice", result.best_validation_dice},
-                     {"best/step", result.best_step},
-                     {"final/train_loss", result.final_train_loss},
-                     {"time/seconds", result.seconds},
-                     {"memory/peak_rss_mb", peak_rss_mb()},
-                     {"memory_bank/classes", bank.size()},
-                     {"parameters", [&] {
-                        int64_t n = 0;
-                        for (const auto& p : model->parameters()) n += p.numel();
-                        return n;
-                      }()}});
+                      {"steps", result.steps},
+                      {"best/val_dice", result.best_validation_dice},
+                      {"best/step", result.best_step},
+                      {"final/train_loss", result.final_train_loss},
+                      {"time/seconds", result.seconds},
+                      {"memory/peak_rss_mb", peak_rss_mb()},
+                      {"memory_bank/classes", bank.size()},
+                      {"parameters", [&] {
+                         int64_t n = 0;
+                         for (const auto& p : model->parameters()) n += p.numel();
+                         return n;
+                       }()}});
   stop_log_file();
   return result;
 }

@@ -269,7 +269,8 @@ std::string tiny_train_command(const fs::path& root, const std::string& name,
          "--no-report --set run.root=" + root.string() + " --set run.name=" + name +
          " --set model.base_channels=4 --set model.stages=3 --set model.query_tokens=2"
          " --set model.heads=2 --set data.slice_size=48 --set optim.warmup=2"
-         " --set validation.episodes=2 " + extra_sets;
+         " --set validation.episodes=2 " +
+         extra_sets;
 }
 
 double max_relative_difference(const models::IrisModel& a, const models::IrisModel& b,
@@ -294,11 +295,10 @@ TEST(DistTrain, TwoProcessesEndWithTheWeightsOfOneProcessWithTheSameGlobalBatch)
     GTEST_SKIP() << "mricron-data atlases not installed";
   }
   test::TempDir dir;
-  const std::string sets =
-      "--set optim.iterations=4 --set optim.batch=4 --set validation.every=2";
+  const std::string sets = "--set optim.iterations=4 --set optim.batch=4 --set validation.every=2";
   auto t0 = Clock::now();
-  const auto one =
-      test::run_command(test::iris_binary() + " train " + tiny_train_command(dir.path(), "one", sets));
+  const auto one = test::run_command(test::iris_binary() + " train " +
+                                     tiny_train_command(dir.path(), "one", sets));
   const double one_s = std::chrono::duration<double>(Clock::now() - t0).count();
   ASSERT_EQ(one.exit_code, 0) << one.output;
   t0 = Clock::now();
@@ -306,14 +306,14 @@ TEST(DistTrain, TwoProcessesEndWithTheWeightsOfOneProcessWithTheSameGlobalBatch)
                                      tiny_train_command(dir.path(), "two", sets) + " --nproc 2");
   const double two_s = std::chrono::duration<double>(Clock::now() - t0).count();
   ASSERT_EQ(two.exit_code, 0) << two.output;
-  std::cout << "[measure] wall time of `iris train` (4 steps, global batch 4): 1 process "
-            << one_s << " s, 2 processes " << two_s << " s\n";
+  std::cout << "[measure] wall time of `iris train` (4 steps, global batch 4): 1 process " << one_s
+            << " s, 2 processes " << two_s << " s\n";
 
   const auto config = load_config<IrisTrainConfig>({(dir / "two/config.yaml").string(), {}});
-  const auto a = load_iris_checkpoint((dir / "one/checkpoints/last.pt").string(),
-                                      config.model.options);
-  const auto b = load_iris_checkpoint((dir / "two/checkpoints/last.pt").string(),
-                                      config.model.options);
+  const auto a =
+      load_iris_checkpoint((dir / "one/checkpoints/last.pt").string(), config.model.options);
+  const auto b =
+      load_iris_checkpoint((dir / "two/checkpoints/last.pt").string(), config.model.options);
   int64_t parameters = 0;
   const double diff = max_relative_difference(a, b, &parameters);
   std::cout << "[measure] max relative weight difference over " << parameters
@@ -459,31 +459,69 @@ TEST(DistTrain, AKilledRankMakesItsPeerExitNonZeroWithinTheTimeout) {
   if (!is_mricron_atlas_dir(kMricronTemplates)) {
     GTEST_SKIP() << "mricron-data atlases not installed";
   }
+  // Rank 1 killed: rank 0 loses a Gloo peer. Rank 0 killed: rank 1 also loses the TCPStore host.
+  for (int victim : {1, 0}) {
+    SCOPED_TRACE("rank " + std::to_string(victim) + " killed");
+    const int survivor = 1 - victim;
+    test::TempDir dir;
+    const int port = dist::free_tcp_port();
+    std::vector<pid_t> pids;
+    for (int rank = 0; rank < 2; ++rank) {
+      pids.push_back(
+          spawn(train_args(dir.path(), "peer"),
+                {"RANK=" + std::to_string(rank), "LOCAL_RANK=" + std::to_string(rank),
+                 "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + std::to_string(port)},
+                dir / ("rank" + std::to_string(rank) + ".log")));
+    }
+    if (!wait_for_first_step(dir / "peer/metrics.jsonl", pids[0], 60)) {
+      for (pid_t p : pids) wait_exit(p, 0);
+      FAIL() << read_text(dir / "rank0.log") << read_text(dir / "rank1.log");
+    }
+    ::kill(pids[victim], SIGKILL);
+    ::waitpid(pids[victim], nullptr, 0);
+    const auto [status, seconds] = wait_exit(pids[survivor], 120);
+    std::cout << "[measure] rank " << survivor << " stopped " << seconds << " s after rank "
+              << victim << " was killed\n";
+    const std::string log = read_text(dir / ("rank" + std::to_string(survivor) + ".log"));
+    ASSERT_NE(status, -1) << "the surviving rank hung: " << log;
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 4) << log;
+    EXPECT_LT(seconds, kStopBoundSeconds);
+    EXPECT_NE(log.find("rank " + std::to_string(survivor) + " of 2"), std::string::npos) << log;
+    EXPECT_FALSE(fs::exists(dir / "peer/summary.json"));
+  }
+}
+
+TEST(DistTrain, AFrozenRankMakesItsPeerFailAfterTheTimeout) {
+  if (!dist::dist_available()) GTEST_SKIP() << "built without c10d (IRIS_WITH_DIST)";
+  if (!is_mricron_atlas_dir(kMricronTemplates)) {
+    GTEST_SKIP() << "mricron-data atlases not installed";
+  }
+  // A stopped process keeps its connections open: only the 10 s timeout can end the wait.
   test::TempDir dir;
   const int port = dist::free_tcp_port();
   std::vector<pid_t> pids;
   for (int rank = 0; rank < 2; ++rank) {
-    pids.push_back(spawn(train_args(dir.path(), "peer"),
-                         {"RANK=" + std::to_string(rank), "LOCAL_RANK=" + std::to_string(rank),
-                          "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1",
+    pids.push_back(spawn(train_args(dir.path(), "frozen"),
+                         {"RANK=" + std::to_string(rank), "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1",
                           "MASTER_PORT=" + std::to_string(port)},
                          dir / ("rank" + std::to_string(rank) + ".log")));
   }
-  const bool started = wait_for_first_step(dir / "peer/metrics.jsonl", pids[0], 60);
-  if (!started) {
+  if (!wait_for_first_step(dir / "frozen/metrics.jsonl", pids[0], 60)) {
     for (pid_t p : pids) wait_exit(p, 0);
     FAIL() << read_text(dir / "rank0.log") << read_text(dir / "rank1.log");
   }
+  ::kill(pids[1], SIGSTOP);
+  const auto [status, seconds] = wait_exit(pids[0], 120);
   ::kill(pids[1], SIGKILL);
   ::waitpid(pids[1], nullptr, 0);
-  const auto [status, seconds] = wait_exit(pids[0], 120);
-  std::cout << "[measure] rank 0 stopped " << seconds << " s after rank 1 was killed\n";
+  std::cout << "[measure] rank 0 stopped " << seconds << " s after rank 1 froze (timeout 10 s)\n";
   const std::string log = read_text(dir / "rank0.log");
   ASSERT_NE(status, -1) << "rank 0 hung: " << log;
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << log;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 4) << log;
+  EXPECT_GE(seconds, 5.0) << "a frozen peer is noticed by the timeout, not at once";
   EXPECT_LT(seconds, kStopBoundSeconds);
   EXPECT_NE(log.find("rank 0 of 2"), std::string::npos) << log;
-  EXPECT_FALSE(fs::exists(dir / "peer/summary.json"));
+  std::cout << "[message] " << log.substr(log.rfind("rank 0 of 2")) << "\n";
 }
 
 TEST(DistTrain, TheLauncherStopsTheOtherRanksWhenOneIsKilled) {
