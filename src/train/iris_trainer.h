@@ -14,6 +14,10 @@
 
 namespace iris {
 
+namespace dist {
+class DistContext;
+}
+
 struct IrisTrainConfig {
   RunOptions run;
   struct Model {
@@ -41,7 +45,7 @@ struct IrisTrainConfig {
     double final_lr_ratio = 0.05;
     double grad_clip = 1.0;
     int64_t iterations = 300;
-    int64_t batch = 4;  // episodes per optimiser step (gradients accumulated)
+    int64_t batch = 4;  // episodes per optimiser step over all ranks (gradients accumulated)
   } optim;
   struct Loss {
     double dice = 1.0;
@@ -63,6 +67,9 @@ struct TrainSession {
   std::string resume;
   // Stop after this step with a checkpoint, as an interruption would (0: run to the end).
   int64_t stop_after = 0;
+  // Data-parallel group (null: one process). optim.batch is split across its ranks; only rank 0
+  // writes into the run folder (the others return a result without run_dir).
+  dist::DistContext* dist = nullptr;
 };
 
 struct TrainResult {
