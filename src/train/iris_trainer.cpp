@@ -481,12 +481,14 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
       dice_n += dice.numel();
       const at::Tensor embeddings = task.detach()[0].cpu().to(at::kDouble);
       if (!step_embeddings.defined()) {
+        // Episodes may hold fewer classes than classes_per_episode (a sparse reference slice).
         auto shape = embeddings.sizes().vec();
+        shape[0] = config.data.classes_per_episode;
         shape.insert(shape.begin(), config.optim.batch);
         step_embeddings = at::zeros(shape, at::kDouble);
-        step_classes = at::zeros({config.optim.batch, embeddings.size(0)}, at::kDouble);
+        step_classes = at::zeros({config.optim.batch, config.data.classes_per_episode}, at::kDouble);
       }
-      step_embeddings[i].copy_(embeddings);
+      step_embeddings[i].narrow(0, 0, embeddings.size(0)).copy_(embeddings);
       for (std::size_t k = 0; k < episode.class_values.size(); ++k) {
         step_classes[i][static_cast<int64_t>(k)] = static_cast<double>(episode.class_values[k] + 1);
       }

@@ -54,7 +54,7 @@ void DecoderLayerImpl::forward(at::Tensor& tokens, at::Tensor& features) {
 
 MaskDecoderImpl::MaskDecoderImpl(const IrisOptions& o) : options(o) {
   const int64_t c = o.feature_channels();
-  token_type = register_module("token_type", torch::nn::Embedding(o.tokens_per_class(), c));
+  token_type = register_module("token_type", torch::nn::Embedding(o.feature_rows(), c));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < o.decoder_layers; ++i) layers->push_back(DecoderLayer(c, o.heads));
   up = register_module("up", torch::nn::ModuleList());
