@@ -2,8 +2,8 @@
 
 #include <sys/stat.h>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <filesystem>
 #include <iostream>
@@ -51,7 +51,8 @@ std::function<int()> setup_sweep(CLI::App& app, const GlobalOptions& globals) {
   return [options, &globals]() -> int {
     auto overrides = options->overrides;
     if (globals.device != "auto") overrides.push_back("base.run.device=" + globals.device);
-    if (globals.threads > 0) overrides.push_back(fmt::format("base.run.threads={}", globals.threads));
+    if (globals.threads > 0)
+      overrides.push_back(fmt::format("base.run.threads={}", globals.threads));
     if (globals.seed) overrides.push_back(fmt::format("sweep.seeds=[{}]", *globals.seed));
     const SweepConfig config = load_sweep_config({options->config, overrides});
     if (options->print_config) {
@@ -62,7 +63,8 @@ std::function<int()> setup_sweep(CLI::App& app, const GlobalOptions& globals) {
 
     if (options->task >= 0) {
       const auto r = run_sweep_task(config, options->task, print);
-      if (r.ran) std::cout << fmt::format("task {} finished in {:.1f} s\n", options->task, r.seconds);
+      if (r.ran)
+        std::cout << fmt::format("task {} finished in {:.1f} s\n", options->task, r.seconds);
       return 0;
     }
 
@@ -77,7 +79,8 @@ std::function<int()> setup_sweep(CLI::App& app, const GlobalOptions& globals) {
       ::chmod(options->slurm.c_str(), 0755);
       const auto runs = expand_sweep(config);
       std::cout << fmt::format(
-          "wrote {}: a job array of {} tasks (one run each) reading {}\nsubmit it with: sbatch {}\n",
+          "wrote {}: a job array of {} tasks (one run each) reading {}\nsubmit it with: sbatch "
+          "{}\n",
           options->slurm, runs.size(), resolved.string(), options->slurm);
       return 0;
     }
@@ -94,8 +97,9 @@ std::function<int()> setup_sweep(CLI::App& app, const GlobalOptions& globals) {
     std::cout << fmt::format(
         "sweep {}: {} runs, {} finished before, {} ran ({} started again), {} failed in {:.1f} s\n"
         "runs: {}\nreport: iris report insights --runs {} --out {}/insights\n",
-        config.sweep.name, r.total, r.skipped, r.ran, r.restarted, r.failed, r.seconds,
-        r.sweep_dir, r.sweep_dir, r.sweep_dir);
+        config.sweep.name, r.total, r.skipped, r.ran, r.restarted, r.failed, r.seconds, r.sweep_dir,
+        r.sweep_dir, r.sweep_dir);
+    std::cout.flush();  // the summary before the error main() prints
     if (r.failed > 0) {
       std::string message = fmt::format("{} of {} runs failed:", r.failed, r.total);
       for (const auto& f : r.failed_runs) message += "\n  " + f;

@@ -317,7 +317,8 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config) {
   if (test_data) {
     // The test split never chose anything: it scores the weights validation picked.
     if (!model_is_best) {
-      io::load_state_dict(*model, io::read_safetensors(run.checkpoints_dir() / "best.safetensors").tensors);
+      io::load_state_dict(*model,
+                          io::read_safetensors(run.checkpoints_dir() / "best.safetensors").tensors);
     }
     model->eval();
     eval::VideoEvalOptions test_options = eval_options;

@@ -27,8 +27,8 @@ struct Sam2TrainConfig {
   struct Data {
     std::string name = "dataset";
     std::string train;  // video dataset (native layout or COCO-video JSON)
-    std::string val;   // best-epoch selection only
-    std::string test;  // optional: the best weights are evaluated on it once, at the end
+    std::string val;    // best-epoch selection only
+    std::string test;   // optional: the best weights are evaluated on it once, at the end
     int64_t clip_length = 4;
     int64_t clip_stride = 4;
     int64_t val_max_frames = 0;  // per video; 0 = all

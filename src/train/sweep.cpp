@@ -10,9 +10,9 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <yaml-cpp/yaml.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -143,7 +143,9 @@ const std::map<std::string, std::string>& per_run_keys() {
   return keys;
 }
 
-bool is_per_run_key(const std::string& key) { return per_run_keys().count(key) > 0; }
+bool is_per_run_key(const std::string& key) {
+  return per_run_keys().count(key) > 0;
+}
 
 // Fields that change how a run is computed but not what it computes.
 bool is_not_identity(const std::string& key) {
@@ -256,12 +258,14 @@ class SweepLock {
     const fs::path path = dir / ".lock";
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) {
-      throw RuntimeFailure(file_message(path.string(), std::string("cannot open: ") + std::strerror(errno)));
+      throw RuntimeFailure(
+          file_message(path.string(), std::string("cannot open: ") + std::strerror(errno)));
     }
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
       ::close(fd_);
       throw RuntimeFailure(fmt::format(
-          "{}: another `iris sweep` is running on this sweep; wait for it or stop it first", dir.string()));
+          "{}: another `iris sweep` is running on this sweep; wait for it or stop it first",
+          dir.string()));
     }
   }
   ~SweepLock() { ::close(fd_); }
@@ -274,14 +278,17 @@ class SweepLock {
 
 // `exe args...` with stdout and stderr into `log`. Workers die with the sweep (Linux), so a
 // killed sweep leaves no orphan writing into a run folder that the next sweep restarts.
-pid_t spawn_worker(const std::string& exe, const std::vector<std::string>& args, const fs::path& log) {
+pid_t spawn_worker(const std::string& exe, const std::vector<std::string>& args,
+                   const fs::path& log) {
   std::vector<std::string> strings{exe};
   strings.insert(strings.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& s : strings) argv.push_back(s.data());
   argv.push_back(nullptr);
   const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw RuntimeFailure(file_message(log.string(), std::string("cannot write: ") + std::strerror(errno)));
+  if (fd < 0)
+    throw RuntimeFailure(
+        file_message(log.string(), std::string("cannot write: ") + std::strerror(errno)));
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid == 0) {
@@ -298,7 +305,8 @@ pid_t spawn_worker(const std::string& exe, const std::vector<std::string>& args,
     ::_exit(127);
   }
   ::close(fd);
-  if (pid < 0) throw RuntimeFailure(std::string("cannot start a sweep worker: ") + std::strerror(errno));
+  if (pid < 0)
+    throw RuntimeFailure(std::string("cannot start a sweep worker: ") + std::strerror(errno));
   return pid;
 }
 
@@ -403,20 +411,25 @@ std::vector<SweepRun> expand_sweep(const SweepConfig& config) {
   for (const auto& name : s.datasets) {
     const auto it = config.datasets.find(name);
     if (it == config.datasets.end()) {
-      std::string message = fmt::format("sweep.datasets names '{}', which is not under datasets:", name);
+      std::string message =
+          fmt::format("sweep.datasets names '{}', which is not under datasets:", name);
       if (const auto best = closest_match(name, defined)) {
         message += fmt::format(" (did you mean '{}'?)", *best);
       } else {
-        message += fmt::format(" (defined: {})", defined.empty() ? "none" : fmt::format("{}", fmt::join(defined, ", ")));
+        message +=
+            fmt::format(" (defined: {})",
+                        defined.empty() ? "none" : fmt::format("{}", fmt::join(defined, ", ")));
       }
       throw ConfigError(message);
     }
     if (!safe_name(name)) {
       throw ConfigError(fmt::format(
-          "datasets.{}: dataset names go into folder names; use letters, digits, '_', '-', '.'", name));
+          "datasets.{}: dataset names go into folder names; use letters, digits, '_', '-', '.'",
+          name));
     }
     const auto& d = it->second;
-    if (d.val.empty()) throw ConfigError(fmt::format("datasets.{}.val: a validation split is required", name));
+    if (d.val.empty())
+      throw ConfigError(fmt::format("datasets.{}.val: a validation split is required", name));
     if (!recipes.empty() && d.train.empty()) {
       throw ConfigError(fmt::format("datasets.{}.train: a training split is required", name));
     }
@@ -425,7 +438,8 @@ std::vector<SweepRun> expand_sweep(const SweepConfig& config) {
     }
   }
   if (!recipes.empty() && config.base.train.max_epochs < 1) {
-    throw ConfigError("base.train.max_epochs must be >= 1 (untrained runs come from sweep.baselines)");
+    throw ConfigError(
+        "base.train.max_epochs must be >= 1 (untrained runs come from sweep.baselines)");
   }
 
   const std::string root = sweep_dir(config);
@@ -468,7 +482,8 @@ std::vector<SweepRun> expand_sweep(const SweepConfig& config) {
   std::vector<SweepRun> runs;
   if (s.baselines) {
     for (const auto& d : s.datasets) {
-      for (const auto& p : s.prompt_types) runs.push_back(make(d, p, "none", s.seeds.front(), true));
+      for (const auto& p : s.prompt_types)
+        runs.push_back(make(d, p, "none", s.seeds.front(), true));
     }
   }
   for (const auto& d : s.datasets) {
@@ -480,7 +495,8 @@ std::vector<SweepRun> expand_sweep(const SweepConfig& config) {
   }
   std::set<std::string> names;
   for (const auto& r : runs) {
-    if (!names.insert(r.name).second) throw ConfigError("two runs of the sweep are named " + r.name);
+    if (!names.insert(r.name).second)
+      throw ConfigError("two runs of the sweep are named " + r.name);
   }
   return runs;
 }
@@ -503,10 +519,14 @@ SweepRunState sweep_run_state(const std::string& run_dir) {
 
 const char* sweep_run_state_name(SweepRunState state) {
   switch (state) {
-    case SweepRunState::kPending: return "pending";
-    case SweepRunState::kInterrupted: return "interrupted";
-    case SweepRunState::kFinished: return "finished";
-    case SweepRunState::kFailed: return "failed";
+    case SweepRunState::kPending:
+      return "pending";
+    case SweepRunState::kInterrupted:
+      return "interrupted";
+    case SweepRunState::kFinished:
+      return "finished";
+    case SweepRunState::kFailed:
+      return "failed";
   }
   return "unknown";
 }
@@ -515,8 +535,8 @@ SweepResult run_sweep_task(const SweepConfig& config, std::int64_t index,
                            const std::function<void(const std::string&)>& progress) {
   const auto runs = expand_sweep(config);
   if (index < 0 || index >= static_cast<std::int64_t>(runs.size())) {
-    throw UsageError(fmt::format("--task {}: the sweep has {} runs (tasks 0 to {})", index, runs.size(),
-                                 static_cast<std::int64_t>(runs.size()) - 1));
+    throw UsageError(fmt::format("--task {}: the sweep has {} runs (tasks 0 to {})", index,
+                                 runs.size(), static_cast<std::int64_t>(runs.size()) - 1));
   }
   SweepOptions options;
   options.progress = progress;
@@ -540,7 +560,8 @@ SweepResult run_sweep_task(const SweepConfig& config, std::int64_t index,
   const auto start = Clock::now();
   const Outcome outcome = run_in_process(run, dir);
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  if (!outcome.ok) throw RuntimeFailure(fmt::format("run {} failed: {}", run.name, outcome.message));
+  if (!outcome.ok)
+    throw RuntimeFailure(fmt::format("run {} failed: {}", run.name, outcome.message));
   result.ran = 1;
   return result;
 }
@@ -572,15 +593,18 @@ SweepResult run_sweep(const SweepConfig& config, const SweepOptions& options) {
   }
   std::int64_t baselines = 0;
   for (const auto& r : runs) baselines += r.baseline;
-  say(options, fmt::format("sweep {}: {} runs ({} baselines) in {}; {} finished before, {} to run{}",
-                           config.sweep.name, runs.size(), baselines, root.string(), result.skipped,
-                           todo.size(),
-                           todo.empty() ? "" : fmt::format(" with {} worker{}", workers, workers > 1 ? "s" : "")));
+  say(options,
+      fmt::format(
+          "sweep {}: {} runs ({} baselines) in {}; {} finished before, {} to run{}",
+          config.sweep.name, runs.size(), baselines, root.string(), result.skipped, todo.size(),
+          todo.empty() ? "" : fmt::format(" with {} worker{}", workers, workers > 1 ? "s" : "")));
   if (options.dry_run) {
     for (std::size_t i = 0; i < runs.size(); ++i) {
       const bool skip = states[i] == SweepRunState::kFinished;
       say(options, fmt::format("  [{}] {}  {}{}", i, runs[i].name, sweep_run_state_name(states[i]),
-                               skip ? ", skipped" : states[i] == SweepRunState::kPending ? "" : ", starts again"));
+                               skip                                   ? ", skipped"
+                               : states[i] == SweepRunState::kPending ? ""
+                                                                      : ", starts again"));
     }
     result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
     return result;
@@ -591,7 +615,8 @@ SweepResult run_sweep(const SweepConfig& config, const SweepOptions& options) {
   // Stale halves of an interrupted removal.
   for (const auto& entry : fs::directory_iterator(root)) {
     const std::string n = entry.path().filename().string();
-    if (n.size() > 1 && n[0] == '.' && n.find(".removing-") != std::string::npos) fs::remove_all(entry.path());
+    if (n.size() > 1 && n[0] == '.' && n.find(".removing-") != std::string::npos)
+      fs::remove_all(entry.path());
   }
   const fs::path resolved = root / "sweep.yaml";
   write_file_atomic(resolved, dump_config(config));
@@ -606,10 +631,12 @@ SweepResult run_sweep(const SweepConfig& config, const SweepOptions& options) {
       for (const double d : durations) mean += d;
       mean /= static_cast<double>(durations.size());
       const auto parallel = std::max<std::int64_t>(1, std::min(workers, left));
-      eta = Progress::format_duration(mean * static_cast<double>(left) / static_cast<double>(parallel));
+      eta = Progress::format_duration(mean * static_cast<double>(left) /
+                                      static_cast<double>(parallel));
     }
-    say(options, left == 0 ? fmt::format("{}/{} runs done", done, result.total)
-                           : fmt::format("{}/{} runs done, {} left, ETA {}", done, result.total, left, eta));
+    say(options,
+        left == 0 ? fmt::format("{}/{} runs done", done, result.total)
+                  : fmt::format("{}/{} runs done, {} left, ETA {}", done, result.total, left, eta));
   };
   auto prepare = [&](std::size_t i) {
     const auto& run = runs[i];
@@ -624,7 +651,8 @@ SweepResult run_sweep(const SweepConfig& config, const SweepOptions& options) {
     durations.push_back(seconds);
     if (outcome.ok) {
       ++result.ran;
-      say(options, fmt::format("run {} finished in {}", runs[i].name, Progress::format_duration(seconds)));
+      say(options,
+          fmt::format("run {} finished in {}", runs[i].name, Progress::format_duration(seconds)));
     } else {
       ++result.failed;
       result.failed_runs.push_back(runs[i].name + ": " + outcome.message);
@@ -645,7 +673,8 @@ SweepResult run_sweep(const SweepConfig& config, const SweepOptions& options) {
     // Worker threads default to all cores each; share them instead.
     std::vector<std::string> thread_args;
     if (config.base.run.threads == 0 && workers > 1) {
-      const auto cores = static_cast<std::int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+      const auto cores =
+          static_cast<std::int64_t>(std::max(1u, std::thread::hardware_concurrency()));
       thread_args = {"--threads", std::to_string(std::max<std::int64_t>(1, cores / workers))};
     }
     struct Worker {
@@ -681,10 +710,12 @@ SweepResult run_sweep(const SweepConfig& config, const SweepOptions& options) {
         const fs::path dir = root / runs[w.index].name;
         const auto state = sweep_run_state(dir.string());
         Outcome outcome;
-        if (r > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && state == SweepRunState::kFinished) {
+        if (r > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+            state == SweepRunState::kFinished) {
           outcome.ok = true;
         } else {
-          outcome.message = fmt::format("{} (log: {})", r > 0 ? exit_text(status) : "lost", w.log.string());
+          outcome.message =
+              fmt::format("{} (log: {})", r > 0 ? exit_text(status) : "lost", w.log.string());
           if (state != SweepRunState::kFailed) record_failure(dir, outcome.message, w.log);
         }
         finished(w.index, std::chrono::duration<double>(Clock::now() - w.start).count(), outcome);
@@ -711,12 +742,14 @@ std::string slurm_script(const SweepConfig& config, const std::string& config_pa
   s += fmt::format("#SBATCH --array=0-{}\n", runs.size() - 1);
   s += fmt::format("#SBATCH --output={}/logs/slurm-%A_%a.out\n", dir);
   if (device.rfind("cuda", 0) == 0) s += "#SBATCH --gres=gpu:1\n";
-  if (config.base.run.threads > 0) s += fmt::format("#SBATCH --cpus-per-task={}\n", config.base.run.threads);
+  if (config.base.run.threads > 0)
+    s += fmt::format("#SBATCH --cpus-per-task={}\n", config.base.run.threads);
   s += fmt::format(
       "#\n# IRIS sweep '{}': {} runs, one per array task, into {}/. A task whose run finished\n"
       "# before does nothing; an interrupted one starts again. Submit with: sbatch THIS_FILE\n#\n",
       config.sweep.name, runs.size(), dir);
-  for (std::size_t i = 0; i < runs.size(); ++i) s += fmt::format("# task {}: {}\n", i, runs[i].name);
+  for (std::size_t i = 0; i < runs.size(); ++i)
+    s += fmt::format("# task {}: {}\n", i, runs[i].name);
   s += "set -euo pipefail\n";
   s += fmt::format("cd {}\n", quote(fs::current_path().string()));
   s += fmt::format("exec {} sweep {} --task \"${{SLURM_ARRAY_TASK_ID}}\"\n", quote(executable),

@@ -76,9 +76,9 @@ SweepRunState sweep_run_state(const std::string& run_dir);
 const char* sweep_run_state_name(SweepRunState state);  // pending, interrupted, finished, failed
 
 struct SweepOptions {
-  int64_t workers = 0;      // 0: config's sweep.workers
-  std::string executable;   // the `iris` binary for worker processes; empty: run in-process
-  bool dry_run = false;     // print the plan only
+  int64_t workers = 0;     // 0: config's sweep.workers
+  std::string executable;  // the `iris` binary for worker processes; empty: run in-process
+  bool dry_run = false;    // print the plan only
   std::function<void(const std::string& line)> progress;  // "done/left, ETA" lines
 };
 

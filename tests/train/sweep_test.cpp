@@ -109,7 +109,8 @@ TEST(SweepExpand, SeveralSeedsGiveSuffixedRunsAndStillOneBaseline) {
       EXPECT_EQ(r.seed, 7) << r.name;  // the first seed
       EXPECT_EQ(r.name.find("_s"), std::string::npos) << r.name;
     } else {
-      EXPECT_TRUE(r.name.size() > 3 && r.name.substr(r.name.size() - 3) == "_s" + std::to_string(r.seed))
+      EXPECT_TRUE(r.name.size() > 3 &&
+                  r.name.substr(r.name.size() - 3) == "_s" + std::to_string(r.seed))
           << r.name;
     }
   }
@@ -153,7 +154,8 @@ TEST(SweepExpand, ErrorsNameWhatIsWrong) {
   auto c = two_by_two();
   c.sweep.datasets.push_back("endo19");
   auto msg = error_of([&] { expand_sweep(c); });
-  EXPECT_NE(msg.find("sweep.datasets names 'endo19', which is not under datasets:"), std::string::npos)
+  EXPECT_NE(msg.find("sweep.datasets names 'endo19', which is not under datasets:"),
+            std::string::npos)
       << msg;
   EXPECT_NE(msg.find("did you mean 'endo17'?"), std::string::npos) << msg;
 
@@ -247,20 +249,23 @@ TEST(SweepConfigFile, MistakesAreNamedWithFileAndLine) {
     return error_of([&] { load_sweep_config({(dir / "bad.yaml").string(), {}}); });
   };
   std::string text = kConfigText;
-  auto msg = load_text(std::regex_replace(text, std::regex("    train: e/train"), "    trian: e/train"));
+  auto msg =
+      load_text(std::regex_replace(text, std::regex("    train: e/train"), "    trian: e/train"));
   EXPECT_NE(msg.find("unknown key 'datasets.endo18.trian'; did you mean 'datasets.endo18.train'?"),
             std::string::npos)
       << msg;
   EXPECT_NE(msg.find("bad.yaml:14"), std::string::npos) << msg;
   msg = load_text(text + "  data:\n    train: x/train\n");
-  EXPECT_NE(msg.find("key 'base.data.train' is set per run by the sweep (from datasets.<name>.train)"),
-            std::string::npos)
+  EXPECT_NE(
+      msg.find("key 'base.data.train' is set per run by the sweep (from datasets.<name>.train)"),
+      std::string::npos)
       << msg;
   msg = load_text(text + "  recipe: md\n");
   EXPECT_NE(msg.find("'base.recipe' is set per run"), std::string::npos) << msg;
   const std::string recipes = "  recipes: [md, mem+md]\n";
   msg = load_text(text.replace(text.find(recipes), recipes.size(), recipes + "  workers: two\n"));
-  EXPECT_NE(msg.find("key 'sweep.workers': expected an integer, got 'two'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("key 'sweep.workers': expected an integer, got 'two'"), std::string::npos)
+      << msg;
 }
 
 TEST(SweepRunState, FromTheFolder) {
@@ -288,8 +293,10 @@ TEST(SweepBaselineFlag, RunStoreReadsTheFieldNotTheName) {
     return track::read_run_folder((dir / name).string());
   };
   const std::string base = "data:\n  name: d\nmodel:\n  prompt_type: box\n";
-  EXPECT_TRUE(folder("d_box_md__1", base + "baseline: true\ntrain:\n  max_epochs: 0\n").is_baseline);
-  EXPECT_FALSE(folder("d_box_none__2", base + "baseline: false\ntrain:\n  max_epochs: 0\n").is_baseline);
+  EXPECT_TRUE(
+      folder("d_box_md__1", base + "baseline: true\ntrain:\n  max_epochs: 0\n").is_baseline);
+  EXPECT_FALSE(
+      folder("d_box_none__2", base + "baseline: false\ntrain:\n  max_epochs: 0\n").is_baseline);
   EXPECT_TRUE(folder("d_box_x__3", base + "train:\n  max_epochs: 0\n").is_baseline);
   EXPECT_FALSE(folder("d_box_x__4", base + "train:\n  max_epochs: 2\n").is_baseline);
 }
@@ -329,7 +336,9 @@ struct TinyStudy {
   fs::path sweep_dir() const { return iris::sweep_dir(config); }
 };
 
-bool have_inputs() { return build::kHaveOpenCV && fs::exists(micro()); }
+bool have_inputs() {
+  return build::kHaveOpenCV && fs::exists(micro());
+}
 
 std::string read_text(const fs::path& p) {
   std::ifstream in(p);
@@ -385,6 +394,15 @@ TEST(SweepRun, TinySweepRunsBaselineAndRecipesThenSkipsThem) {
   const auto second = run_sweep(study.config, options);
   EXPECT_EQ(second.skipped, 3);
   EXPECT_EQ(second.ran, 0);
+
+  // The insights report pairs the trained runs with the run marked as baseline.
+  const fs::path out = study.dir / "insights";
+  const auto rep = test::run_command(test::iris_binary() + " report insights --no-plots --runs '" +
+                                     study.sweep_dir().string() + "' --out '" + out.string() + "'");
+  ASSERT_EQ(rep.exit_code, 0) << rep.output;
+  const auto json = nlohmann::json::parse(read_text(out / "insights.json"));
+  EXPECT_EQ(json.at("counts").at("baselines"), 1) << json.at("counts");
+  EXPECT_EQ(json.at("counts").at("trained_runs"), 2) << json.at("counts");
 }
 
 TEST(SweepRun, AFailingRunIsRecordedAndTheOthersContinue) {
@@ -407,6 +425,13 @@ TEST(SweepRun, AFailingRunIsRecordedAndTheOthersContinue) {
   const auto runs = expand_sweep(study.config);
   EXPECT_EQ(sweep_run_state((study.sweep_dir() / runs[1].name).string()), SweepRunState::kFailed);
   EXPECT_EQ(track::read_run_folder((study.sweep_dir() / runs[1].name).string()).state, "failed");
+  // Reports leave the failed run out instead of failing on its missing numbers.
+  const auto rep = test::run_command(test::iris_binary() + " report insights --no-plots --runs '" +
+                                     study.sweep_dir().string() + "' --out '" +
+                                     (study.dir / "insights").string() + "'");
+  EXPECT_EQ(rep.exit_code, 0) << rep.output;
+  EXPECT_NE(rep.output.find(runs[1].name + ": skipped: the run is failed"), std::string::npos)
+      << rep.output;
 }
 
 void write_sweep_yaml(const SweepConfig& c, const fs::path& path) {
@@ -414,7 +439,8 @@ void write_sweep_yaml(const SweepConfig& c, const fs::path& path) {
 }
 
 int64_t mtime_ns(const fs::path& p) {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(fs::last_write_time(p).time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             fs::last_write_time(p).time_since_epoch())
       .count();
 }
 
@@ -429,7 +455,8 @@ TEST(SweepRun, KilledSweepResumesWithoutRerunningFinishedRuns) {
   write_sweep_yaml(study.config, yaml);
   const auto runs = expand_sweep(study.config);
   ASSERT_EQ(runs.size(), 3u);
-  const fs::path first = study.sweep_dir() / runs[0].name, second = study.sweep_dir() / runs[1].name;
+  const fs::path first = study.sweep_dir() / runs[0].name,
+                 second = study.sweep_dir() / runs[1].name;
 
   const std::string exe = IRIS_BINARY, log = (study.dir / "killed.log").string();
   std::vector<std::string> args{exe, "sweep", yaml.string(), "--threads", "1"};
@@ -438,7 +465,8 @@ TEST(SweepRun, KilledSweepResumesWithoutRerunningFinishedRuns) {
   argv.push_back(nullptr);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
   pid_t pid = 0;
   ASSERT_EQ(posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv.data(), environ), 0);
@@ -468,9 +496,11 @@ TEST(SweepRun, KilledSweepResumesWithoutRerunningFinishedRuns) {
   const auto r = test::run_command(test::iris_binary() + " sweep '" + yaml.string() +
                                    "' --workers 2 --threads 1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("1 finished before, 2 to run with 2 workers"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("run " + runs[1].name + " was interrupted; starting it again from scratch"),
-            std::string::npos)
+  EXPECT_NE(r.output.find("1 finished before, 2 to run with 2 workers"), std::string::npos)
+      << r.output;
+  EXPECT_NE(
+      r.output.find("run " + runs[1].name + " was interrupted; starting it again from scratch"),
+      std::string::npos)
       << r.output;
   EXPECT_NE(r.output.find("3 runs, 1 finished before, 2 ran (1 started again), 0 failed"),
             std::string::npos)
@@ -484,7 +514,8 @@ TEST(SweepRun, KilledSweepResumesWithoutRerunningFinishedRuns) {
   }
   // The restarted run is a fresh one: one baseline evaluation, one epoch.
   int64_t evals = 0;
-  for (const auto& row : RunDir::existing(second).read_metrics()) evals += row.contains("eval/Dice");
+  for (const auto& row : RunDir::existing(second).read_metrics())
+    evals += row.contains("eval/Dice");
   EXPECT_EQ(evals, 2);
   EXPECT_TRUE(fs::exists(study.sweep_dir() / "logs" / (runs[1].name + ".log")));
   for (const auto& entry : fs::directory_iterator(study.sweep_dir())) {
@@ -501,7 +532,8 @@ TEST(SweepSlurm, OneArrayTaskPerRunAndAGpuOnlyOnCuda) {
   EXPECT_NE(s.find("#SBATCH --job-name=iris-study\n"), std::string::npos) << s;
   EXPECT_NE(s.find("#SBATCH --output=runs/study/logs/slurm-%A_%a.out\n"), std::string::npos) << s;
   EXPECT_EQ(s.find("--gres"), std::string::npos) << s;
-  EXPECT_NE(s.find("exec '/opt/iris/bin/iris' sweep 'runs/study/sweep.yaml' --task \"${SLURM_ARRAY_TASK_ID}\"\n"),
+  EXPECT_NE(s.find("exec '/opt/iris/bin/iris' sweep 'runs/study/sweep.yaml' --task "
+                   "\"${SLURM_ARRAY_TASK_ID}\"\n"),
             std::string::npos)
       << s;
   EXPECT_NE(s.find("# task 0: " + runs[0].name + "\n"), std::string::npos) << s;
@@ -525,7 +557,8 @@ TEST(SweepSlurm, OneArrayTaskPerRunAndAGpuOnlyOnCuda) {
   EXPECT_NE(r.output.find("submit it with: sbatch job.sbatch"), std::string::npos) << r.output;
   const std::string script = read_text(dir / "job.sbatch");
   EXPECT_NE(script.find("#SBATCH --array=0-11\n"), std::string::npos) << script;
-  EXPECT_NE(script.find((dir / "runs" / "study" / "sweep.yaml").string()), std::string::npos) << script;
+  EXPECT_NE(script.find((dir / "runs" / "study" / "sweep.yaml").string()), std::string::npos)
+      << script;
   EXPECT_TRUE(fs::is_directory(dir / "runs" / "study" / "logs"));
   EXPECT_NE(fs::status(dir / "job.sbatch").permissions() & fs::perms::owner_exec, fs::perms::none);
   // A task number outside the sweep is a usage error naming the range.
