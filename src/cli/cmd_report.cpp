@@ -34,7 +34,17 @@ int run_insights(const InsightsOptions& o) {
     }
     const track::RunScan scan = track::RunStore(o.runs).scan();
     for (const auto& p : scan.problems) spdlog::warn("{}: skipped: {}", p.folder, p.message);
-    runs = track::to_run_table(scan.runs, o.runs);
+    // Failed, running and crashed runs have no final numbers; a sweep with a failed run still
+    // reports on the others.
+    std::vector<track::RunRecord> finished;
+    for (const auto& r : scan.runs) {
+      if (r.state == "failed" || r.state == "running" || r.state == "crashed") {
+        spdlog::warn("{}: skipped: the run is {}", r.folder, r.state);
+      } else {
+        finished.push_back(r);
+      }
+    }
+    runs = track::to_run_table(finished, o.runs);
   } else {
     runs = track::read_wandb_csv(o.csv, track::parse_column_overrides(o.columns));
   }

@@ -62,10 +62,13 @@ std::string runtime_text(const std::optional<double>& seconds) {
 }
 
 std::string budget_text(const RunRecord& r) {
-  if (r.has_max_epochs)
-    return r.max_epochs == 0 ? "0 (baseline)" : fmt::format("{} ep", r.max_epochs);
-  if (r.max_steps) return fmt::format("{} steps", *r.max_steps);
-  return "-";
+  std::string text = "-";
+  if (r.has_max_epochs) {
+    text = r.max_epochs == 0 && r.is_baseline ? "0" : fmt::format("{} ep", r.max_epochs);
+  } else if (r.max_steps) {
+    text = fmt::format("{} steps", *r.max_steps);
+  }
+  return r.is_baseline ? text + " (baseline)" : text;
 }
 
 std::string number_text(double v) {

@@ -13,6 +13,7 @@
 #include "cli/cmd_report.h"
 #include "cli/cmd_runs.h"
 #include "cli/cmd_sam2.h"
+#include "cli/cmd_sweep.h"
 #include "cli/cmd_train.h"
 #include "core/doctor.h"
 #include "core/env_info.h"
@@ -56,7 +57,7 @@ const std::vector<Command>& command_table() {
       {"train", "train or fine-tune a model from a config", setup_train},
       {"eval", "evaluate a model with the documented protocol", setup_eval},
       {"predict", "segment images, videos or volumes", setup_predict},
-      {"sweep", "run datasets x prompts x recipes against the baseline", nullptr},
+      {"sweep", "run datasets x prompts x recipes against the baseline", setup_sweep},
       {"report", "write training and insights reports", setup_report},
       {"runs", "list, compare, export and import runs", setup_runs},
       {"checkpoint", "inspect and convert checkpoints", setup_checkpoint},

@@ -189,6 +189,15 @@ constexpr std::tuple<const char*, const char*, const char*, const char*> kMetric
     {kDice, "eval/Dice", "Dice", "dice"},
     {kMiou, "eval/mIoU", "mIoU", "miou"},
     {kMae, "eval/MAE", "MAE", "mae"}};
+constexpr std::pair<const char*, const char*> kTestMetricKeys[] = {
+    {kDice, "test/Dice"}, {kMiou, "test/mIoU"}, {kMae, "test/MAE"}};
+
+bool parse_flag(const std::string& text, bool& out) {
+  const std::string t = lower(text);
+  if (t == "true" || t == "1") return out = true, true;
+  if (t == "false" || t == "0") return out = false, true;
+  return false;
+}
 
 FolderRow read_folder_row(const fs::path& folder) {
   FolderRow row;
@@ -231,19 +240,32 @@ FolderRow read_folder_row(const fs::path& folder) {
   if (const auto steps = as_number(text({"trainer.max_steps", "max_steps", "optim.iterations"}))) {
     r.max_steps = static_cast<std::int64_t>(*steps);
   }
-  r.is_baseline = r.has_max_epochs ? r.max_epochs == 0 : r.max_steps == std::int64_t{0};
+  // Runs that say what they are (`baseline:` in IRIS configs) are taken at their word; imported
+  // and older runs are baselines by their zero epoch budget, as in the study's export.
+  bool flagged = false;
+  if (const std::string* b = config_value(r.config, {"baseline"}); b && parse_flag(*b, flagged)) {
+    r.is_baseline = flagged;
+  } else {
+    r.is_baseline = r.has_max_epochs ? r.max_epochs == 0 : r.max_steps == std::int64_t{0};
+  }
   r.recipe = text({"recipe", "combo.recipe", "recipe.name"});
 
   // Summary: metrics under their usual names, every other top-level number, run metadata.
   for (const auto& [key, value] : summary.items()) {
     if (value.is_number()) r.summary[key] = value.get<double>();
   }
+  // A run scored on a held-out test split reports those numbers; its validation numbers (which
+  // chose the epoch) stay in the summary.
+  for (const auto& [metric, key] : kTestMetricKeys) {
+    if (const auto it = r.summary.find(key); it != r.summary.end()) r.metrics[metric] = it->second;
+  }
+  const bool tested = !r.metrics.empty();
   for (const auto& [metric, a, b, c] : kMetricKeys) {
     for (const char* key : {a, b, c}) {
       const auto it = r.summary.find(key);
       if (it == r.summary.end()) continue;
       if (!r.metrics.count(metric)) r.metrics[metric] = it->second;
-      r.summary.erase(it);
+      if (!tested) r.summary.erase(it);
     }
   }
   if (summary.contains("imported") && summary["imported"].is_object()) {

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
+#include <optional>
 #include <random>
 
 #include "core/device.h"
@@ -19,6 +21,7 @@
 #include "data/video_dataset.h"
 #include "eval/video_eval.h"
 #include "io/checkpoint.h"
+#include "io/model_state.h"
 #include "models/sam2/sam2_loader.h"
 #include "models/sam2/sam2_predict.h"
 #include "track/tensorboard.h"
@@ -50,12 +53,12 @@ io::StateDict model_state(torch::nn::Module& m) {
   return sd;
 }
 
-nlohmann::json eval_row(const eval::VideoEvalResult& r) {
+nlohmann::json eval_row(const eval::VideoEvalResult& r, const std::string& prefix = "eval/") {
   auto v = [](double x) { return std::isnan(x) ? nlohmann::json(nullptr) : nlohmann::json(x); };
-  return {{"eval/Dice", v(r.dice_summary.macro)},
-          {"eval/mIoU", v(r.iou_summary.macro)},
-          {"eval/MAE", v(r.mae_summary.macro)},
-          {"eval/NSD", v(r.nsd_summary.macro)}};
+  return {{prefix + "Dice", v(r.dice_summary.macro)},
+          {prefix + "mIoU", v(r.iou_summary.macro)},
+          {prefix + "MAE", v(r.mae_summary.macro)},
+          {prefix + "NSD", v(r.nsd_summary.macro)}};
 }
 
 }  // namespace
@@ -63,6 +66,7 @@ nlohmann::json eval_row(const eval::VideoEvalResult& r) {
 void Sam2TrainConfig::visit(ConfigVisitor& v) {
   v.section("run", run);
   v.field("recipe", recipe, "SAM2 parts that train, joined by '+': ie, pe, md, mem (none: baseline)");
+  v.field("baseline", baseline, "the untrained reference run (recipe none, max_epochs 0)");
   v.section("model", [&](ConfigVisitor& m) {
     m.field("config", model.config, "official-format SAM2 config (YAML)");
     m.field("checkpoint", model.checkpoint, "starting weights (.pt or .safetensors)");
@@ -73,6 +77,7 @@ void Sam2TrainConfig::visit(ConfigVisitor& v) {
     d.field("name", data.name, "dataset name for run tables");
     d.field("train", data.train, "training videos (native layout or COCO-video JSON)");
     d.field("val", data.val, "validation videos (never the test split)");
+    d.field("test", data.test, "test videos, scored once with the best weights (empty: none)");
     d.field("clip_length", data.clip_length, "frames per training clip");
     d.field("clip_stride", data.clip_stride, "frames between the starts of consecutive clips");
     d.field("val_max_frames", data.val_max_frames, "frames per validation video (0: all)");
@@ -102,6 +107,9 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config) {
   if (config.train.max_epochs < 0 || config.train.grad_accum < 1 || config.data.clip_length < 1) {
     throw ConfigError("train.max_epochs must be >= 0, train.grad_accum and data.clip_length >= 1");
   }
+  if (config.baseline && (config.train.max_epochs != 0 || !recipe.groups.empty())) {
+    throw ConfigError("baseline: true needs recipe none and train.max_epochs 0");
+  }
   const std::string name = config.run.name.empty() ? generated_run_name("sam2") : config.run.name;
   const RunDir run = RunDir::open(config.run.root, name, RunDir::Mode::kCreate);
   Sam2TrainConfig resolved = config;
@@ -121,6 +129,8 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config) {
   const auto prompt_type = parse_prompt_type(config.model.prompt_type);
   const auto train_data = read_video_dataset(config.data.train);
   const auto val_data = read_video_dataset(config.data.val);
+  std::optional<VideoDataset> test_data;
+  if (!config.data.test.empty()) test_data = read_video_dataset(config.data.test);
   ClipOptions clip_options = default_clip_options(train_data.layout);
   clip_options.length = config.data.clip_length;
   clip_options.stride = config.data.clip_stride;
@@ -181,6 +191,7 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config) {
   const int64_t s = model->image_size();
 
   int64_t step = 0;
+  bool model_is_best = true;
   for (int64_t epoch = 1; epoch <= config.train.max_epochs && optimizer; ++epoch) {
     model->train();
     std::vector<size_t> order(clips.size());
@@ -298,11 +309,31 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config) {
       best_row = eval_row(r);
       io::write_safetensors(run.checkpoints_dir() / "best.safetensors", model_state(*model));
     }
+    model_is_best = result.best_epoch == epoch;
   }
   result.steps = step;
+  nlohmann::json test_row;
+  result.test_dice = std::numeric_limits<double>::quiet_NaN();
+  if (test_data) {
+    // The test split never chose anything: it scores the weights validation picked.
+    if (!model_is_best) {
+      io::load_state_dict(*model,
+                          io::read_safetensors(run.checkpoints_dir() / "best.safetensors").tensors);
+    }
+    model->eval();
+    eval::VideoEvalOptions test_options = eval_options;
+    test_options.max_frames = 0;
+    const auto r = eval::evaluate_sam2_video(model, *test_data, test_options);
+    eval::write_video_eval(r, test_options, run.path() / "test");
+    test_row = eval_row(r, "test/");
+    result.test_dice = r.dice_summary.macro;
+    spdlog::info("test split ({} videos) with the epoch {} weights: Dice {:.4f}", r.videos,
+                 result.best_epoch, result.test_dice);
+  }
   result.best_dice = best;
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   nlohmann::json summary = best_row;
+  if (test_data) summary.update(test_row);
   summary["state"] = "finished";
   summary["best_epoch"] = result.best_epoch;
   summary["baseline/Dice"] = result.baseline_dice;

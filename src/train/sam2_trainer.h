@@ -15,6 +15,9 @@ namespace iris {
 struct Sam2TrainConfig {
   RunOptions run;
   std::string recipe = "md";  // SAM2 parameter groups joined by '+'; "none" = baseline only
+  // The untrained reference of its (dataset, prompt type): trackers and reports read this flag,
+  // not the run name. Requires train.max_epochs 0.
+  bool baseline = false;
   struct Model {
     std::string config;      // official-format YAML
     std::string checkpoint;  // .pt or .safetensors
@@ -24,7 +27,8 @@ struct Sam2TrainConfig {
   struct Data {
     std::string name = "dataset";
     std::string train;  // video dataset (native layout or COCO-video JSON)
-    std::string val;
+    std::string val;    // best-epoch selection only
+    std::string test;   // optional: the best weights are evaluated on it once, at the end
     int64_t clip_length = 4;
     int64_t clip_stride = 4;
     int64_t val_max_frames = 0;  // per video; 0 = all
@@ -51,6 +55,7 @@ struct Sam2TrainResult {
   int64_t steps = 0;
   double baseline_dice = 0.0;
   double best_dice = 0.0;
+  double test_dice = 0.0;  // NaN without data.test
   int64_t best_epoch = 0;
   int64_t trainable_parameters = 0;
   double seconds = 0.0;

@@ -34,10 +34,21 @@ struct SweepConfig {
     void visit(ConfigVisitor& v);
   };
   std::map<std::string, Dataset> datasets;
+  // Everything a run shares. The keys the sweep fills in per run (run.name, run.root, run.seed,
+  // recipe, baseline, model.prompt_type, model.trainable_modules, data.name, data.train,
+  // data.val, data.test, data.clip_length, data.clip_stride) are not part of `base:`.
   Sam2TrainConfig base;
 
   void visit(ConfigVisitor& v);
 };
+
+// Reads a sweep config: `datasets:` is a mapping of names the visitor cannot know beforehand, so
+// it is bound here (plain load_config<SweepConfig> would reject every dataset name). ConfigError
+// for unknown keys, wrong types and per-run keys under `base:`.
+SweepConfig load_sweep_config(const ConfigSource& source);
+
+// <root>/<name>: where the sweep's runs, logs and resolved config live.
+std::string sweep_dir(const SweepConfig& config);
 
 // One expanded run: `<dataset>_<prompt>_<recipe>__<id>` (+ `_s<seed>` when the sweep has several
 // seeds); baselines carry recipe "none" and are marked as baselines in their config.
@@ -45,32 +56,55 @@ struct SweepRun {
   std::string name;
   bool baseline = false;
   Sam2TrainConfig config;
+  std::string dataset, prompt_type, recipe;  // recipe as in the name ("none" for baselines)
+  int64_t seed = 0;
+  std::string id;  // sweep_run_id(config)
 };
 
-// Deterministic expansion (same config -> same names, same order; baselines first).
+// 8 hex digits of a hash of everything in the run's config that can change its result (every
+// field but run.name, run.root, run.device, run.threads and the derived trainable_modules).
+std::string sweep_run_id(const Sam2TrainConfig& config);
+
+// Deterministic expansion (same config -> same names, same order; baselines first). Throws
+// ConfigError for a dataset missing from `datasets:`, unknown prompt types or recipes, repeats.
 std::vector<SweepRun> expand_sweep(const SweepConfig& config);
 
 enum class SweepRunState { kPending, kInterrupted, kFinished, kFailed };
 // State of a run folder: finished when its summary is complete; interrupted when it exists but is
 // not finished.
 SweepRunState sweep_run_state(const std::string& run_dir);
+const char* sweep_run_state_name(SweepRunState state);  // pending, interrupted, finished, failed
 
 struct SweepOptions {
-  int64_t workers = 0;      // 0: config's sweep.workers
-  std::string executable;   // the `iris` binary for worker processes; empty: run in-process
-  bool dry_run = false;     // print the plan only
+  int64_t workers = 0;     // 0: config's sweep.workers
+  std::string executable;  // the `iris` binary for worker processes; empty: run in-process
+  bool dry_run = false;    // print the plan only
   std::function<void(const std::string& line)> progress;  // "done/left, ETA" lines
 };
 
 struct SweepResult {
   int64_t total = 0, skipped = 0, ran = 0, failed = 0;
+  int64_t restarted = 0;  // interrupted or failed before, started again from scratch
   std::string sweep_dir;
-  std::vector<std::string> failed_runs;
+  std::vector<std::string> failed_runs;  // "<name>: <why> (log: <path>)"
+  double seconds = 0.0;
 };
 
+// Runs every run not finished yet; writes <sweep_dir>/sweep.yaml (the resolved config that worker
+// processes and Slurm tasks read). One sweep at a time per folder (a lock file). Failed runs are
+// counted and listed, never thrown; configuration problems throw before anything runs.
 SweepResult run_sweep(const SweepConfig& config, const SweepOptions& options);
 
-// A Slurm job-array script that runs task i of the expanded sweep with `iris sweep CONFIG --task i`.
+// Task `index` of the expansion, in this process (`iris sweep CONFIG --task i`): skipped when
+// finished, otherwise (re)run from scratch. A failure is recorded in the run folder and rethrown.
+SweepResult run_sweep_task(const SweepConfig& config, int64_t index,
+                           const std::function<void(const std::string&)>& progress = {});
+
+// A Slurm job-array script that runs task i of the expanded sweep with `iris sweep CONFIG --task i`
+// (one array task per run, a GPU per task when base.run.device is cuda). `config_path` should be
+// the resolved <sweep_dir>/sweep.yaml, so that editing the original file cannot renumber the
+// tasks of a queued array. Paths in the config are resolved from the current directory, which
+// the script changes to.
 std::string slurm_script(const SweepConfig& config, const std::string& config_path,
                          const std::string& executable);
 
