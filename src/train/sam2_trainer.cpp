@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <ctime>
 #include <random>
 
 #include "core/device.h"
@@ -162,16 +163,18 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
   }
   if (cache_tier != "off") {
     spdlog::info("feature cache: {} ({} MiB{}): {}", cache_tier, config.train.cache_budget_mb,
-                 cache_tier == "disk" ? fmt::format(", folder {}", feature_cache->options().disk_dir.string())
-                                      : std::string(),
+                 cache_tier == "disk"
+                     ? fmt::format(", folder {}", feature_cache->options().disk_dir.string())
+                     : std::string(),
                  cache_reason);
   } else if (config.train.feature_cache == "memory" || config.train.feature_cache == "disk") {
-    spdlog::warn("feature cache: off although train.feature_cache is {}: {}", config.train.feature_cache,
-                 cache_reason);
+    spdlog::warn("feature cache: off although train.feature_cache is {}: {}",
+                 config.train.feature_cache, cache_reason);
   } else {
     spdlog::info("feature cache: off: {}", cache_reason);
   }
-  const auto encoder = std::make_shared<sam2::CachedImageEncoder>(model, cache_decision, feature_cache);
+  const auto encoder =
+      std::make_shared<sam2::CachedImageEncoder>(model, cache_decision, feature_cache);
 
   Sam2TrainResult result;
   result.feature_cache = cache_tier;
@@ -190,7 +193,9 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
     row["epoch"] = epoch;
     row["step"] = step;
     run.append_metrics(row);
-    if (epoch > 0) result.epoch_val_seconds.push_back(std::chrono::duration<double>(Clock::now() - v0).count());
+    if (epoch > 0) {
+      result.epoch_val_seconds.push_back(std::chrono::duration<double>(Clock::now() - v0).count());
+    }
     return r;
   };
 
@@ -236,6 +241,7 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
     double loss_sum = 0.0;
     int64_t in_step = 0, used = 0;
     const auto epoch_start = Clock::now();
+    const std::clock_t epoch_cpu_start = std::clock();
     for (size_t oi = 0; oi < order.size(); ++oi) {
       const auto t0 = Clock::now();
       const auto clip = load_clip(train_data, clips[order[oi]], clip_options);
@@ -331,8 +337,11 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
       }
     }
     progress.finish();
-    result.epoch_train_seconds.push_back(std::chrono::duration<double>(Clock::now() - epoch_start).count());
+    result.epoch_train_seconds.push_back(
+        std::chrono::duration<double>(Clock::now() - epoch_start).count());
     const auto r = validate(epoch, step);
+    result.epoch_cpu_seconds.push_back(static_cast<double>(std::clock() - epoch_cpu_start) /
+                                       CLOCKS_PER_SEC);
     const double dice = r.dice_summary.macro;
     tensorboard.add_scalars({{"eval/Dice", dice}, {"eval/mIoU", r.iou_summary.macro}}, step);
     spdlog::info("epoch {}: mean train loss {:.4f} over {} clips, validation Dice {:.4f} (baseline {:.4f})",
@@ -371,9 +380,10 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
                        {"memory_evictions", st.memory_evictions},
                        {"disk_evictions", st.disk_evictions},
                        {"memory_mb", feature_cache->memory_bytes() / 1048576.0}});
-    spdlog::info("feature cache: {} hits ({} from disk), {} misses, {} evictions, {:.1f} MiB in memory",
-                 result.cache_hits, st.disk_hits, st.misses, st.memory_evictions + st.disk_evictions,
-                 feature_cache->memory_bytes() / 1048576.0);
+    spdlog::info(
+        "feature cache: {} hits ({} from disk), {} misses, {} evictions, {:.1f} MiB in memory",
+        result.cache_hits, st.disk_hits, st.misses, st.memory_evictions + st.disk_evictions,
+        feature_cache->memory_bytes() / 1048576.0);
   }
   summary["feature_cache"] = cache_json;
   run.write_summary(summary);

@@ -64,6 +64,7 @@ struct Sam2TrainResult {
   double seconds = 0.0;
   std::vector<double> epoch_train_seconds;  // the clip loop of each epoch
   std::vector<double> epoch_val_seconds;    // its validation pass
+  std::vector<double> epoch_cpu_seconds;    // process CPU time of both (robust on a busy host)
   std::string feature_cache = "off";        // the tier used: off, memory or disk
   std::string feature_cache_reason;
   int64_t cache_hits = 0, cache_misses = 0;

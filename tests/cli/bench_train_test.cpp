@@ -23,8 +23,8 @@ TEST(BenchTrain, TinyRunWritesOneJsonRowPerPhase) {
   test::TempDir dir;
   const auto json_path = dir / "bench.json";
   const auto r = test::run_command(
-      test::iris_binary() + " --threads 1 bench train --config '" + (micro / "config.yaml").string() +
-      "' --checkpoint '" + (micro / "checkpoint.pt").string() +
+      test::iris_binary() + " --threads 1 bench train --config '" +
+      (micro / "config.yaml").string() + "' --checkpoint '" + (micro / "checkpoint.pt").string() +
       "' --image-size 0 --frames 4 --clip-length 2 --epochs 2 --json '" + json_path.string() + "'");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("epoch:md+cache@2+"), std::string::npos) << r.output;

@@ -34,15 +34,20 @@ sam2::BackboneOut features(int64_t seed) {
   sam2::BackboneOut out;
   for (const int64_t s : {16, 8, 4}) {
     // Channels-last like the encoder's output: kernels may sum differently over other layouts.
-    out.backbone_fpn.push_back(torch::randn({1, 8, s, s}).contiguous(at::MemoryFormat::ChannelsLast));
+    out.backbone_fpn.push_back(
+        torch::randn({1, 8, s, s}).contiguous(at::MemoryFormat::ChannelsLast));
     out.vision_pos_enc.push_back(torch::linspace(0, 1, 8 * s * s).view({1, 8, s, s}));
   }
   return out;
 }
 
-int64_t fpn_bytes() { return 8 * (16 * 16 + 8 * 8 + 4 * 4) * 4; }
+int64_t fpn_bytes() {
+  return 8 * (16 * 16 + 8 * 8 + 4 * 4) * 4;
+}
 
-sam2::FeatureKey key(int64_t frame) { return {"w", "image_encoder", "p", "/data", "v1", frame}; }
+sam2::FeatureKey key(int64_t frame) {
+  return {"w", "image_encoder", "p", "/data", "v1", frame};
+}
 
 void expect_same(const sam2::BackboneOut& a, const sam2::BackboneOut& b) {
   ASSERT_EQ(a.backbone_fpn.size(), b.backbone_fpn.size());
@@ -117,7 +122,8 @@ TEST(FeatureCache, DiskTierRoundTripsBitwiseAcrossInstancesWithinItsBudget) {
   int64_t total = 0, entry = 0;
   for (const auto& e : fs::directory_iterator(o.disk_dir)) {
     total += static_cast<int64_t>(e.file_size());
-    if (e.path().filename().string().rfind("pos-", 0) != 0) entry = static_cast<int64_t>(e.file_size());
+    if (e.path().filename().string().rfind("pos-", 0) != 0)
+      entry = static_cast<int64_t>(e.file_size());
   }
   o.disk_budget_bytes = total + entry + entry / 2;
   sam2::FeatureCache bounded(o);
@@ -241,7 +247,8 @@ TinyRun run_tiny(const fs::path& dir, const std::string& name, const std::string
     for (const char* k : {"time/data_ms", "time/step_ms", "memory/rss_mb"}) row.erase(k);
     r.rows.push_back(row);
   }
-  r.last = io::read_safetensors(fs::path(r.result.run_dir) / "checkpoints" / "last.safetensors").tensors;
+  r.last =
+      io::read_safetensors(fs::path(r.result.run_dir) / "checkpoints" / "last.safetensors").tensors;
   std::ifstream log(run.log_path());
   std::stringstream ss;
   ss << log.rdbuf();
@@ -287,6 +294,13 @@ TEST(FeatureCache, FrozenEncoderRunWithTheCacheEqualsOneWithoutBitwise) {
   EXPECT_EQ(memory.result.cache_misses, 6);
   EXPECT_GE(memory.result.cache_hits, 4 + 2 * 2);
   expect_same_run(off, memory);
+  // The mask decoder's high-resolution projections sit behind the cached encoder output and
+  // train with md.
+  const auto start =
+      io::select_state_dict(io::read_checkpoint(micro() / "checkpoint.pt").root, "", "ckpt");
+  for (const char* name : {"sam_mask_decoder.conv_s0.weight", "sam_mask_decoder.conv_s1.weight"}) {
+    EXPECT_FALSE(torch::equal(*start.find(name), *memory.last.find(name))) << name;
+  }
 
   // The disk tier: a first run fills the folder, a second run (a sweep's next) reads it.
   const auto disk1 = run_tiny(dir.path(), "md_disk1", "md", "disk", 2);

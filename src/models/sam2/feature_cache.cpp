@@ -2,8 +2,8 @@
 
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <torch/version.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -21,7 +21,9 @@ constexpr const char* kFormat = "iris-feature-cache-1";
 constexpr const char* kPosPrefix = "pos-";
 constexpr const char* kExtension = ".safetensors";
 
-uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+uint64_t rotl(uint64_t x, int r) {
+  return (x << r) | (x >> (64 - r));
+}
 
 uint64_t mix64(uint64_t x) {
   x ^= x >> 30;
@@ -445,13 +447,17 @@ BackboneOut CachedImageEncoder::compute(const at::Tensor& img) {
 }
 
 BackboneOut CachedImageEncoder::forward_image(const at::Tensor& img, const FrameRef& frame) {
-  TORCH_CHECK(img.dim() == 4 && img.size(0) == 1, "cached image encoder: expected [1, 3, S, S], got ",
-              img.sizes());
+  TORCH_CHECK(img.dim() == 4 && img.size(0) == 1,
+              "cached image encoder: expected [1, 3, S, S], got ", img.sizes());
   if (!cache_) return compute(img);
   std::error_code ec;
-  auto dataset = fs::absolute(frame.dataset, ec).lexically_normal().string();
-  const FeatureKey key{weights_,         feature_stage_name(decision_.stage), preprocess_,
-                       std::move(dataset), frame.video,                          frame.frame};
+  FeatureKey key;
+  key.weights = weights_;
+  key.stage = feature_stage_name(decision_.stage);
+  key.preprocess = preprocess_;
+  key.dataset = fs::absolute(frame.dataset, ec).lexically_normal().string();
+  key.video = frame.video;
+  key.frame = frame.frame;
   const auto input = digest_tensor(img);
   BackboneOut out;
   if (auto hit = cache_->find(key, input)) {
