@@ -6,18 +6,24 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "cli/cli.h"
 #include "core/atomic_file.h"
 #include "core/device.h"
 #include "core/error.h"
 #include "core/resources.h"
+#include "data/synthetic_video.h"
 #include "io/checkpoint.h"
 #include "io/model_state.h"
 #include "models/sam2/sam2_config.h"
+#include "models/sam2/sam2_model.h"
 #include "models/sam2/video_predictor.h"
+#include "train/sam2_trainer.h"
 
 namespace iris::cli {
 namespace {
@@ -31,6 +37,7 @@ struct BenchRow {
   int64_t repeats = 0;
   double median_ms = 0.0;
   double peak_rss_mb = 0.0;
+  double median_cpu_ms = -1.0;  // process CPU time (bench train); < 0: not measured
 };
 
 double median(std::vector<double> v) {
@@ -132,14 +139,145 @@ std::vector<BenchRow> bench_sam2(const Sam2BenchOptions& o, const GlobalOptions&
   return rows;
 }
 
+// --- iris bench train --------------------------------------------------------------------------
+
+struct TrainBenchOptions {
+  std::string size = "tiny";
+  std::string config;
+  std::string checkpoint;
+  int64_t image_size = 256;  // 0: the config's
+  int64_t videos = 1;
+  int64_t frames = 8;  // per training video; validation videos have half
+  int64_t clip_length = 4;
+  int64_t epochs = 3;
+  std::string json;
+};
+
+// A scratch folder for the synthetic videos and the runs, removed afterwards.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::random_device rd;
+    path_ = std::filesystem::temp_directory_path() /
+            fmt::format("iris-bench-train-{:08x}{:08x}", rd(), rd());
+    std::filesystem::create_directories(path_);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Per-epoch time (clip loop + validation) of SAM2 fine-tuning: recipe md without and with the
+// memory feature cache, and ie+md (the encoder trains, no cache possible). Every run starts from
+// the same weights and data.
+std::vector<BenchRow> bench_train(const TrainBenchOptions& o, const GlobalOptions& g) {
+  if (o.epochs < 2) throw UsageError("--epochs must be >= 2 (the cache is reused from epoch 2)");
+  ScratchDir scratch;
+  SyntheticVideoOptions synth;
+  synth.videos = o.videos;
+  synth.frames = o.frames;
+  auto options = o.config.empty() ? models::sam2::official_sam2_options(o.size)
+                                  : models::sam2::load_sam2_config(o.config);
+  if (o.image_size > 0) options.image_size = o.image_size;
+  synth.width = synth.height = options.image_size;
+  synth.seed = 1;
+  write_synthetic_videos(synth, scratch.path() / "train");
+  synth.seed = 2;
+  synth.frames = std::max<int64_t>(2, o.frames / 2);
+  write_synthetic_videos(synth, scratch.path() / "val");
+  const io::StateDict weights = [&] {
+    io::StateDict sd;
+    if (!o.checkpoint.empty()) {
+      sd = io::select_state_dict(io::read_checkpoint(o.checkpoint).root, "", o.checkpoint);
+    }
+    return sd;
+  }();
+
+  struct Variant {
+    std::string phase, recipe, cache;
+  };
+  const std::vector<Variant> variants{
+      {"md", "md", "off"}, {"md+cache", "md", "memory"}, {"ie+md", "ie+md", "off"}};
+  const std::string size = o.config.empty() ? o.size : "config";
+  std::vector<BenchRow> rows;
+  std::map<std::string, double> ms, cpu;
+  for (const auto& v : variants) {
+    torch::manual_seed(0);  // the same random initialisation for every variant
+    models::sam2::Sam2Model model(options);
+    if (!weights.empty()) io::load_state_dict(*model, weights);
+    Sam2TrainConfig c;
+    c.run.root = (scratch.path() / "runs").string();
+    c.run.name = v.phase;
+    c.run.device = g.device;
+    c.run.threads = g.threads;
+    c.recipe = v.recipe;
+    c.model.prompt_type = "box";
+    c.data.name = "synthetic";
+    c.data.train = (scratch.path() / "train").string();
+    c.data.val = (scratch.path() / "val").string();
+    c.data.clip_length = o.clip_length;
+    c.data.clip_stride = o.clip_length;
+    c.train.max_epochs = o.epochs;
+    c.train.feature_cache = v.cache;
+    const auto r = train_sam2(c, &model);
+    std::vector<double> epoch_ms, cpu_ms;
+    for (size_t e = 0; e < r.epoch_train_seconds.size(); ++e) {
+      epoch_ms.push_back(1000.0 * (r.epoch_train_seconds[e] + r.epoch_val_seconds.at(e)));
+      cpu_ms.push_back(1000.0 * r.epoch_cpu_seconds.at(e));
+    }
+    BenchRow row;
+    row.model = "sam2.1";
+    row.size = size;
+    row.device = resolve_device(g.device).str();
+    row.precision = "fp32";
+    row.image_size = options.image_size;
+    row.threads = at::get_num_threads();
+    row.peak_rss_mb = peak_rss_mb();
+    if (v.cache != "off") {
+      BenchRow first = row;  // the epoch that fills the cache
+      first.phase = "epoch:" + v.phase + "@1";
+      first.repeats = 1;
+      first.median_ms = epoch_ms.front();
+      first.median_cpu_ms = cpu_ms.front();
+      rows.push_back(first);
+      epoch_ms.erase(epoch_ms.begin());
+      cpu_ms.erase(cpu_ms.begin());
+      row.phase = "epoch:" + v.phase + "@2+";
+    } else {
+      row.phase = "epoch:" + v.phase;
+    }
+    row.repeats = static_cast<int64_t>(epoch_ms.size());
+    row.median_ms = median(epoch_ms);
+    row.median_cpu_ms = median(cpu_ms);
+    ms[v.phase] = row.median_ms;
+    cpu[v.phase] = row.median_cpu_ms;
+    rows.push_back(row);
+    spdlog::info("bench train {}: {:.0f} ms per epoch (feature cache {}, {} hits)", v.phase,
+                 row.median_ms, r.feature_cache, r.cache_hits);
+  }
+  spdlog::info(
+      "recipe md per epoch: {:.2f}x faster with the feature cache (epoch 2+); ie+md takes "
+      "{:.2f}x the time of md without cache",
+      ms["md"] / ms["md+cache"], ms["ie+md"] / ms["md"]);
+  spdlog::info("in process CPU time: {:.2f}x with the cache, ie+md {:.2f}x md",
+               cpu["md"] / cpu["md+cache"], cpu["ie+md"] / cpu["md"]);
+  return rows;
+}
+
 void print_rows(const std::vector<BenchRow>& rows) {
-  std::cout << fmt::format("{:<8} {:<10} {:>6} {:<6} {:>7} {:<6} {:<14} {:>7} {:>11} {:>9}\n",
+  std::cout << fmt::format("{:<8} {:<10} {:>6} {:<6} {:>7} {:<6} {:<18} {:>7} {:>11} {:>9}\n",
                            "model", "size", "input", "device", "threads", "prec", "phase",
                            "repeats", "median ms", "peak MB");
   for (const auto& r : rows) {
-    std::cout << fmt::format("{:<8} {:<10} {:>6} {:<6} {:>7} {:<6} {:<14} {:>7} {:>11.2f} {:>9.0f}\n",
-                             r.model, r.size, r.image_size, r.device, r.threads, r.precision,
-                             r.phase, r.repeats, r.median_ms, r.peak_rss_mb);
+    std::cout << fmt::format(
+        "{:<8} {:<10} {:>6} {:<6} {:>7} {:<6} {:<18} {:>7} {:>11.2f} {:>9.0f}\n", r.model, r.size,
+        r.image_size, r.device, r.threads, r.precision, r.phase, r.repeats, r.median_ms,
+        r.peak_rss_mb);
   }
 }
 
@@ -156,6 +294,7 @@ void write_json(const std::string& path, const std::vector<BenchRow>& rows) {
                  {"repeats", r.repeats},
                  {"median_ms", r.median_ms},
                  {"peak_rss_mb", r.peak_rss_mb}});
+    if (r.median_cpu_ms >= 0) j.back()["median_cpu_ms"] = r.median_cpu_ms;
   }
   write_file_atomic(path, j.dump(2) + "\n");
 }
@@ -165,6 +304,31 @@ void write_json(const std::string& path, const std::vector<BenchRow>& rows) {
 std::function<int()> setup_bench(CLI::App& app, const GlobalOptions& globals) {
   app.require_subcommand(1);
   auto s = std::make_shared<Sam2BenchOptions>();
+  auto tr = std::make_shared<TrainBenchOptions>();
+  CLI::App* train_cmd = app.add_subcommand(
+      "train",
+      "SAM2 fine-tuning time per epoch on synthetic clips: recipe md without and with the "
+      "frozen-encoder feature cache, and ie+md");
+  train_cmd->add_option("--size", tr->size, "official size (random weights): tiny, small, ...")
+      ->capture_default_str();
+  train_cmd->add_option("--config", tr->config, "an official-format config instead of --size");
+  train_cmd->add_option("--checkpoint", tr->checkpoint, "starting weights (default: random)");
+  train_cmd->add_option("--image-size", tr->image_size, "model input size (0: the config's)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 4096));
+  train_cmd->add_option("--videos", tr->videos, "synthetic training and validation videos")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  train_cmd->add_option("--frames", tr->frames, "frames per training video")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 100000));
+  train_cmd->add_option("--clip-length", tr->clip_length, "frames per training clip")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  train_cmd->add_option("--epochs", tr->epochs, "epochs per variant (>= 2)")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 1000));
+  train_cmd->add_option("--json", tr->json, "also write the rows as JSON");
   CLI::App* sam2_cmd = app.add_subcommand(
       "sam2", "SAM2 image-encoder time and tracking-step time per frame (median over repeats)");
   sam2_cmd->add_option("--size", s->sizes, "official sizes: tiny, small, base_plus, large")
@@ -181,7 +345,17 @@ std::function<int()> setup_bench(CLI::App& app, const GlobalOptions& globals) {
       ->check(CLI::Range(1, 1000));
   sam2_cmd->add_option("--json", s->json, "also write the rows as JSON");
   const GlobalOptions* g = &globals;
-  return [s, sam2_cmd, g]() -> int {
+  return [s, sam2_cmd, tr, train_cmd, g]() -> int {
+    if (train_cmd->parsed()) {
+      if (tr->image_size % 32 != 0) {
+        throw UsageError(
+            fmt::format("--image-size must be a multiple of 32, got {}", tr->image_size));
+      }
+      const auto rows = bench_train(*tr, *g);
+      print_rows(rows);
+      if (!tr->json.empty()) write_json(tr->json, rows);
+      return 0;
+    }
     if (sam2_cmd->parsed()) {
       for (const auto size : s->image_sizes) {
         if (size <= 0 || size % 32 != 0) {
@@ -193,7 +367,7 @@ std::function<int()> setup_bench(CLI::App& app, const GlobalOptions& globals) {
       if (!s->json.empty()) write_json(s->json, rows);
       return 0;
     }
-    throw UsageError("bench: expected a benchmark: sam2");
+    throw UsageError("bench: expected a benchmark: sam2, train");
   };
 }
 

@@ -72,6 +72,12 @@ VideoEvalResult evaluate_sam2_video(sam2::Sam2Model& model, const VideoDataset& 
     }
 
     sam2::Sam2VideoPredictor predictor(model);
+    if (o.encoder) {
+      predictor.set_backbone_fn([&](int64_t t, const at::Tensor& image) {
+        return o.encoder->forward_image(
+            image, {dataset.root.string(), video.id, video.frames[static_cast<size_t>(t)].index});
+      });
+    }
     predictor.init_state(sam2::preprocess_frames(images, model->image_size()), h, w);
     std::vector<EvalObject> objects;
     for (const auto& [cls, frames] : truth) {

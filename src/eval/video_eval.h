@@ -6,12 +6,14 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "data/prompts.h"
 #include "data/video_dataset.h"
 #include "eval/metrics.h"
+#include "models/sam2/feature_cache.h"
 #include "models/sam2/sam2_model.h"
 
 namespace iris::eval {
@@ -23,6 +25,8 @@ struct VideoEvalOptions {
   double nsd_tolerance = 2.0;  // pixels of the original frames
   bool ignore_empty = true;    // frames where a class is absent: left out of Dice/IoU/NSD means
   int64_t max_frames = 0;      // per video; 0 = all
+  // Frame features through a frozen-encoder cache (same model); null: computed per frame.
+  std::shared_ptr<models::sam2::CachedImageEncoder> encoder;
 };
 
 // One tracked object (a class of one video).

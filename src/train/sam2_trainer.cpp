@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <ctime>
 #include <random>
 
 #include "core/device.h"
@@ -22,6 +23,7 @@
 #include "eval/video_eval.h"
 #include "io/checkpoint.h"
 #include "io/model_state.h"
+#include "models/sam2/feature_cache.h"
 #include "models/sam2/sam2_loader.h"
 #include "models/sam2/sam2_predict.h"
 #include "track/tensorboard.h"
@@ -91,6 +93,12 @@ void Sam2TrainConfig::visit(ConfigVisitor& v) {
     t.field("final_lr_ratio", train.final_lr_ratio, "learning rate at the end / peak");
     t.field("grad_clip", train.grad_clip, "max gradient norm (0: off)");
     t.field("grad_accum", train.grad_accum, "clips per optimiser step");
+    t.choice("feature_cache", train.feature_cache, {"auto", "off", "memory", "disk"},
+             "frozen-encoder features reused across epochs (auto: memory when the encoder is "
+             "frozen and frames are not augmented; disk: also across runs)");
+    t.field("cache_dir", train.cache_dir, "disk tier folder (empty: <run.root>/.feature_cache)");
+    t.field("cache_budget_mb", train.cache_budget_mb, "memory tier budget (MiB, LRU)");
+    t.field("cache_disk_budget_mb", train.cache_disk_budget_mb, "disk tier budget (MiB, LRU)");
   });
   v.section("loss", [&](ConfigVisitor& l) {
     l.field("mask", loss.mask, "focal loss weight");
@@ -100,7 +108,7 @@ void Sam2TrainConfig::visit(ConfigVisitor& v) {
   });
 }
 
-Sam2TrainResult train_sam2(const Sam2TrainConfig& config) {
+Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model* prebuilt) {
   const auto start = Clock::now();
   const auto& groups = sam2_parameter_groups();
   const Recipe recipe = parse_recipe(config.recipe, groups);
@@ -122,10 +130,9 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config) {
   torch::manual_seed(static_cast<uint64_t>(config.run.seed));
   std::mt19937_64 rng(static_cast<uint64_t>(config.run.seed));
 
-  auto model = sam2::load_sam2(config.model.config, config.model.checkpoint);
+  auto model = prebuilt ? *prebuilt : sam2::load_sam2(config.model.config, config.model.checkpoint);
   model->to(device);
   const auto applied = apply_recipe(*model, groups, recipe);
-  const bool encoder_trains = recipe.trains("ie");
   const auto prompt_type = parse_prompt_type(config.model.prompt_type);
   const auto train_data = read_video_dataset(config.data.train);
   const auto val_data = read_video_dataset(config.data.val);
@@ -142,11 +149,53 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config) {
                recipe.name(), applied.trainable_elements, applied.trainable_elements + applied.frozen_elements,
                clips.size(), clip_options.length, config.model.prompt_type, run.path().string());
 
+  // Frozen-encoder features: constants of a frame when nothing in front of the heads trains
+  // and the clip frames are not augmented (this trainer does not augment them).
+  const auto cache_decision = sam2::decide_feature_cache(*model, /*augmented_input=*/false);
+  std::shared_ptr<sam2::FeatureCache> feature_cache;
+  std::string cache_tier = "off", cache_reason = cache_decision.reason;
+  if (config.train.feature_cache == "off") {
+    cache_reason = "train.feature_cache is off";
+  } else if (cache_decision.valid) {
+    if (config.train.cache_budget_mb < 0 || config.train.cache_disk_budget_mb < 0) {
+      throw ConfigError("train.cache_budget_mb and train.cache_disk_budget_mb must be >= 0");
+    }
+    cache_tier = config.train.feature_cache == "disk" ? "disk" : "memory";
+    sam2::FeatureCacheOptions cache_options;
+    cache_options.memory_budget_bytes = config.train.cache_budget_mb << 20;
+    cache_options.disk_budget_bytes = config.train.cache_disk_budget_mb << 20;
+    if (cache_tier == "disk") {
+      cache_options.disk_dir = config.train.cache_dir.empty()
+                                   ? std::filesystem::path(config.run.root) / ".feature_cache"
+                                   : std::filesystem::path(config.train.cache_dir);
+    }
+    feature_cache = std::make_shared<sam2::FeatureCache>(cache_options);
+  }
+  if (cache_tier != "off") {
+    spdlog::info("feature cache: {} ({} MiB{}): {}", cache_tier, config.train.cache_budget_mb,
+                 cache_tier == "disk"
+                     ? fmt::format(", folder {}", feature_cache->options().disk_dir.string())
+                     : std::string(),
+                 cache_reason);
+  } else if (config.train.feature_cache == "memory" || config.train.feature_cache == "disk") {
+    spdlog::warn("feature cache: off although train.feature_cache is {}: {}",
+                 config.train.feature_cache, cache_reason);
+  } else {
+    spdlog::info("feature cache: off: {}", cache_reason);
+  }
+  const auto encoder =
+      std::make_shared<sam2::CachedImageEncoder>(model, cache_decision, feature_cache);
+
+  Sam2TrainResult result;
+  result.feature_cache = cache_tier;
+  result.feature_cache_reason = cache_reason;
   eval::VideoEvalOptions eval_options;
+  if (feature_cache) eval_options.encoder = encoder;
   eval_options.prompt = prompt_type;
   eval_options.seed = static_cast<uint64_t>(config.run.seed);
   eval_options.max_frames = config.data.val_max_frames;
   auto validate = [&](int64_t epoch, int64_t step) {
+    const auto v0 = Clock::now();
     model->eval();
     const auto r = eval::evaluate_sam2_video(model, val_data, eval_options);
     model->train();
@@ -154,10 +203,12 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config) {
     row["epoch"] = epoch;
     row["step"] = step;
     run.append_metrics(row);
+    if (epoch > 0) {
+      result.epoch_val_seconds.push_back(std::chrono::duration<double>(Clock::now() - v0).count());
+    }
     return r;
   };
 
-  Sam2TrainResult result;
   result.run_dir = run.path().string();
   result.trainable_parameters = applied.trainable_elements;
   track::TensorBoardWriter tensorboard(run.path() / "tb");
@@ -200,6 +251,8 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config) {
     Progress progress(fmt::format("sam2 epoch {}", epoch), static_cast<int64_t>(order.size()), "clip");
     double loss_sum = 0.0;
     int64_t in_step = 0, used = 0;
+    const auto epoch_start = Clock::now();
+    const std::clock_t epoch_cpu_start = std::clock();
     for (size_t oi = 0; oi < order.size(); ++oi) {
       const auto t0 = Clock::now();
       const auto clip = load_clip(train_data, clips[order[oi]], clip_options);
@@ -249,13 +302,11 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config) {
       sam2::ObjectMemory memory;
       at::Tensor clip_loss = torch::zeros({}, torch::TensorOptions().device(device));
       for (int64_t t = 0; t < T; ++t) {
-        sam2::BackboneOut backbone;
-        {
-          // A frozen encoder needs no graph: its features are constants of the step.
-          std::optional<torch::NoGradGuard> no_grad;
-          if (!encoder_trains) no_grad.emplace();
-          backbone = model->forward_image(inputs.slice(0, t, t + 1));
-        }
+        // A frozen encoder runs without a graph (its features are constants of the step) or
+        // comes from the cache; conv_s0/conv_s1 keep theirs when the mask decoder trains.
+        auto backbone = encoder->forward_image(
+            inputs.slice(0, t, t + 1),
+            {train_data.root.string(), clip.video_id, clip.frame_indices[static_cast<size_t>(t)]});
         for (auto& f : backbone.backbone_fpn) f = f.expand({N, -1, -1, -1});
         for (auto& p : backbone.vision_pos_enc) p = p.expand({N, -1, -1, -1});
         const auto features = model->prepare_backbone_features(backbone);
@@ -297,7 +348,11 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config) {
       }
     }
     progress.finish();
+    result.epoch_train_seconds.push_back(
+        std::chrono::duration<double>(Clock::now() - epoch_start).count());
     const auto r = validate(epoch, step);
+    result.epoch_cpu_seconds.push_back(static_cast<double>(std::clock() - epoch_cpu_start) /
+                                       CLOCKS_PER_SEC);
     const double dice = r.dice_summary.macro;
     tensorboard.add_scalars({{"eval/Dice", dice}, {"eval/mIoU", r.iou_summary.macro}}, step);
     spdlog::info("epoch {}: mean train loss {:.4f} over {} clips, validation Dice {:.4f} (baseline {:.4f})",
@@ -343,6 +398,25 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config) {
   summary["frozen_parameters"] = applied.frozen_elements;
   summary["trainable_parameter_names"] = applied.trainable;
   summary["peak_rss_mb"] = peak_rss_mb();
+  nlohmann::json cache_json = {{"tier", cache_tier}, {"reason", cache_reason}};
+  if (feature_cache) {
+    const auto st = feature_cache->stats();
+    result.cache_hits = st.memory_hits + st.disk_hits;
+    result.cache_misses = st.misses;
+    cache_json.update({{"stage", sam2::feature_stage_name(cache_decision.stage)},
+                       {"memory_hits", st.memory_hits},
+                       {"disk_hits", st.disk_hits},
+                       {"misses", st.misses},
+                       {"stale", st.stale},
+                       {"memory_evictions", st.memory_evictions},
+                       {"disk_evictions", st.disk_evictions},
+                       {"memory_mb", feature_cache->memory_bytes() / 1048576.0}});
+    spdlog::info(
+        "feature cache: {} hits ({} from disk), {} misses, {} evictions, {:.1f} MiB in memory",
+        result.cache_hits, st.disk_hits, st.misses, st.memory_evictions + st.disk_evictions,
+        feature_cache->memory_bytes() / 1048576.0);
+  }
+  summary["feature_cache"] = cache_json;
   run.write_summary(summary);
   return result;
 }

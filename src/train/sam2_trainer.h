@@ -10,6 +10,10 @@
 #include "core/config.h"
 #include "core/run_dir.h"
 
+namespace iris::models::sam2 {
+class Sam2Model;
+}
+
 namespace iris {
 
 struct Sam2TrainConfig {
@@ -42,6 +46,10 @@ struct Sam2TrainConfig {
     double final_lr_ratio = 0.1;
     double grad_clip = 0.1;
     int64_t grad_accum = 1;  // clips per optimiser step
+    std::string feature_cache = "auto";  // auto | off | memory | disk (see feature_cache.h)
+    std::string cache_dir;               // disk tier; empty: <run.root>/.feature_cache
+    int64_t cache_budget_mb = 2048;      // memory tier
+    int64_t cache_disk_budget_mb = 20480;
   } train;
   struct Loss {
     double mask = 20.0, dice = 1.0, iou = 1.0, cls = 1.0;
@@ -59,8 +67,17 @@ struct Sam2TrainResult {
   int64_t best_epoch = 0;
   int64_t trainable_parameters = 0;
   double seconds = 0.0;
+  std::vector<double> epoch_train_seconds;  // the clip loop of each epoch
+  std::vector<double> epoch_val_seconds;    // its validation pass
+  std::vector<double> epoch_cpu_seconds;    // process CPU time of both (robust on a busy host)
+  std::string feature_cache = "off";        // the tier used: off, memory or disk
+  std::string feature_cache_reason;
+  int64_t cache_hits = 0, cache_misses = 0;
 };
 
-Sam2TrainResult train_sam2(const Sam2TrainConfig& config);
+// With `model`: trains it (in place, weights as given) instead of loading model.config and
+// model.checkpoint (benchmarks and tests of randomly initialised models).
+Sam2TrainResult train_sam2(const Sam2TrainConfig& config,
+                           const models::sam2::Sam2Model* model = nullptr);
 
 }  // namespace iris

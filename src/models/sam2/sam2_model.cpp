@@ -176,8 +176,13 @@ BackboneOut Sam2ModelImpl::forward_image(const at::Tensor& img) {
               "SAM2 expects images [B, 3, ", options_.image_size, ", ", options_.image_size,
               "], got ", img.sizes());
   auto enc = image_encoder->forward(img);
-  BackboneOut out{enc.backbone_fpn, enc.vision_pos_enc};
+  return project_high_res_features(BackboneOut{enc.backbone_fpn, enc.vision_pos_enc});
+}
+
+BackboneOut Sam2ModelImpl::project_high_res_features(BackboneOut out) {
   if (options_.use_high_res_features_in_sam) {
+    TORCH_CHECK(out.backbone_fpn.size() >= 2, "SAM2 high-res features need 2 levels, got ",
+                out.backbone_fpn.size());
     out.backbone_fpn[0] = sam_mask_decoder->conv_s0->forward(out.backbone_fpn[0]);
     out.backbone_fpn[1] = sam_mask_decoder->conv_s1->forward(out.backbone_fpn[1]);
   }

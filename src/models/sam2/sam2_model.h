@@ -88,6 +88,10 @@ class Sam2ModelImpl : public torch::nn::Module {
 
   // img: [B, 3, S, S] normalised
   BackboneOut forward_image(const at::Tensor& img);
+  // The mask decoder's conv_s0 / conv_s1 on the image encoder's two highest-resolution levels
+  // (when use_high_res_features_in_sam): forward_image = this after image_encoder. Separate so
+  // that a frozen encoder's output can be cached while the mask decoder trains.
+  BackboneOut project_high_res_features(BackboneOut encoder_out);
   FrameFeatures prepare_backbone_features(const BackboneOut& out) const;
 
   // backbone_features: [B, C, S/16, S/16]; mask_inputs: [B, 1, *, *] or undefined.

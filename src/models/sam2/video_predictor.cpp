@@ -62,7 +62,8 @@ const FrameFeatures& Sam2VideoPredictor::image_features(int64_t frame_idx) {
   if (cached_frame_ != frame_idx) {
     const auto t0 = std::chrono::steady_clock::now();
     const auto image = frames_[frame_idx].to(device_).to(torch::kFloat32).unsqueeze(0);
-    cached_features_ = model_->prepare_backbone_features(model_->forward_image(image));
+    cached_features_ = model_->prepare_backbone_features(
+        backbone_fn_ ? backbone_fn_(frame_idx, image) : model_->forward_image(image));
     cached_frame_ = frame_idx;
     encoder_ms_ += ms_since(t0);
   }

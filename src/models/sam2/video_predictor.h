@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "models/sam2/sam2_model.h"
@@ -29,6 +30,11 @@ class Sam2VideoPredictor {
   void init_state(const at::Tensor& frames, int64_t video_height, int64_t video_width,
                   const VideoStateOptions& options = {});
   void reset_state();
+
+  // Computes a frame's backbone instead of model->forward_image (a feature cache, for one);
+  // set before init_state. image: [1, 3, S, S] on the model's device.
+  using BackboneFn = std::function<BackboneOut(int64_t frame_idx, const at::Tensor& image)>;
+  void set_backbone_fn(BackboneFn fn) { backbone_fn_ = std::move(fn); }
 
   // points: [N, 2] xy, labels: [N] (1 positive, 0 negative); box: [4] xyxy. With
   // normalize_coords (the official default) coordinates are video pixels; without, they are
@@ -80,6 +86,7 @@ class Sam2VideoPredictor {
   at::Tensor shared_pos_enc(const at::Tensor& pos);
 
   Sam2Model model_;
+  BackboneFn backbone_fn_;
   c10::Device device_{c10::kCPU};
   c10::Device storage_device_{c10::kCPU};
   at::Tensor frames_;
