@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -288,6 +289,12 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// CPU time of the whole process (all threads), in ms: on a shared machine it tells how much of
+// the wall time was this benchmark's own work.
+double process_cpu_ms() {
+  return 1000.0 * static_cast<double>(std::clock()) / CLOCKS_PER_SEC;
+}
+
 std::string shape_string(const std::vector<int64_t>& shape) {
   return fmt::format("{}", fmt::join(shape, "x"));
 }
@@ -327,6 +334,9 @@ std::vector<BenchRow> bench_iris(const IrisBenchOptions& o, const GlobalOptions&
       row.peak_rss_mb = peak_rss_mb();
       row.extra["input"] = shape_string(shape);
       std::string detail = shape_string(shape);
+      if (row.extra.contains("cpu_ms")) {
+        detail += fmt::format(", CPU {:.0f} ms", row.extra["cpu_ms"].get<double>());
+      }
       if (device.is_cuda()) {
         row.extra["cuda_peak_mb"] = cuda_peak_allocated_mb(device);
         detail += fmt::format(", CUDA peak {:.0f} MB", row.extra["cuda_peak_mb"].get<double>());
@@ -346,9 +356,10 @@ std::vector<BenchRow> bench_iris(const IrisBenchOptions& o, const GlobalOptions&
       }
       model->eval();
       torch::NoGradGuard no_grad;
-      std::vector<double> total, task_ms, query_ms;
+      std::vector<double> total, cpu, task_ms, query_ms;
       reset_cuda_peak(device);
       for (int64_t r = -1; r < c.repeats; ++r) {  // r = -1: warm-up
+        const double c0 = process_cpu_ms();
         auto t0 = std::chrono::steady_clock::now();
         const at::Tensor task = model->encode_task(ref, ref_masks);
         sync_device(device);
@@ -362,11 +373,13 @@ std::vector<BenchRow> bench_iris(const IrisBenchOptions& o, const GlobalOptions&
         }
         if (r < 0) continue;
         total.push_back(ms_since(t0));
+        cpu.push_back(process_cpu_ms() - c0);
         task_ms.push_back(t_task);
         query_ms.insert(query_ms.end(), per_query.begin(), per_query.end());
       }
       BenchRow row = base;
       row.extra["queries"] = c.queries;
+      row.extra["cpu_ms"] = median(cpu);
       row.detail = fmt::format("{} queries x {} classes", c.queries, c.classes);
       finish(row, "inference", shape, c.repeats, median(total));
       finish(base, "encode_task", shape, c.repeats, median(task_ms));
@@ -399,22 +412,27 @@ std::vector<BenchRow> bench_iris(const IrisBenchOptions& o, const GlobalOptions&
       };
       reset_cuda_peak(device);
       step();  // warm-up (allocates AdamW state)
-      std::vector<double> steps;
+      std::vector<double> steps, cpu;
       for (int64_t r = 0; r < c.repeats; ++r) {
+        const double c0 = process_cpu_ms();
         const auto t0 = std::chrono::steady_clock::now();
         step();
         steps.push_back(ms_since(t0));
+        cpu.push_back(process_cpu_ms() - c0);
       }
       BenchRow row = base;
+      row.extra["cpu_ms"] = median(cpu);
       row.detail = "forward + backward + AdamW, batch 1";
       finish(row, "train_step", shape, c.repeats, median(steps));
       spdlog::info("iris {}: training step {:.1f} ms (loss {:.4f})", base.size, median(steps),
                    last_loss);
       if (o.iterations > 0) {
+        const double c0 = process_cpu_ms();
         const auto t0 = std::chrono::steady_clock::now();
         for (int64_t i = 0; i < o.iterations; ++i) step();
         const double total_ms = ms_since(t0);
         row = base;
+        row.extra["cpu_ms"] = process_cpu_ms() - c0;
         row.extra["iterations"] = o.iterations;
         row.extra["total_s"] = total_ms / 1000.0;
         row.detail = fmt::format("{} steps end to end: {:.1f} s", o.iterations, total_ms / 1000.0);
