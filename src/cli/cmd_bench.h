@@ -1,4 +1,5 @@
-// `iris bench sam2`: timings of the models, measured in this process, as a table and JSON.
+// `iris bench sam2|iris|data`: timings of the models, measured in this process, as a table and
+// JSON.
 #pragma once
 
 #include <functional>
