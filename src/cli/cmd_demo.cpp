@@ -32,8 +32,8 @@ void check_no_study(const std::string& out) {
   namespace fs = std::filesystem;
   const fs::path dir = fs::path(out) / "study";
   if (fs::exists(dir / "model" / "pretrained.safetensors") || fs::exists(dir / "insights")) {
-    throw InputError(file_message(dir.string(),
-                                  "a demo study exists already; choose another --out or remove it"));
+    throw InputError(file_message(
+        dir.string(), "a demo study exists already; choose another --out or remove it"));
   }
 }
 
@@ -69,8 +69,7 @@ std::function<int()> setup_demo(CLI::App& app, const GlobalOptions& globals) {
   app.add_option("--iterations", options->iterations, "training steps (overrides the preset)");
   auto* skip = app.add_flag("--skip-study", options->skip_study,
                             "run the IRIS part only (no surgical SAM2 study)");
-  app.add_flag("--only-study", options->only_study,
-               "run the surgical SAM2 study only (OUT/study)")
+  app.add_flag("--only-study", options->only_study, "run the surgical SAM2 study only (OUT/study)")
       ->excludes(skip);
   return [options, &globals]() -> int {
     if (!options->skip_study) check_no_study(options->out);

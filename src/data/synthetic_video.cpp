@@ -39,31 +39,59 @@ class Rng {
 using Rgb = std::array<double, 3>;
 struct Style {
   Rgb tissue, tissue_texture, anatomy_a, anatomy_a_texture, anatomy_b, anatomy_b_texture;
-  double texture_scale;          // spatial frequency of the tissue texture
-  std::array<Rgb, 3> shaft;      // per instrument type
+  double texture_scale;      // spatial frequency of the tissue texture
+  std::array<Rgb, 3> shaft;  // per instrument type
   Rgb wrist, jaws;
-  double glint;                  // specular streak strength on instruments
-  double blur;                   // half the exposure, in frames
-  double falloff;                // light lost towards the rim of the field
-  bool tinted;                   // the light's colour multiplies the image
+  double glint;    // specular streak strength on instruments
+  double blur;     // half the exposure, in frames
+  double falloff;  // light lost towards the rim of the field
+  bool tinted;     // the light's colour multiplies the image
   Rgb light;
-  double noise;                  // sensor noise amplitude (grey levels)
+  double noise;  // sensor noise amplitude (grey levels)
 };
 
 const Style& domain_style(SyntheticDomain d) {
-  static const Style a{{185, 92, 82}, {35, 22, 20}, {125, 42, 38}, {25, 10, 8}, {150, 158, 88},
-                       {20, 22, 12}, 1.0, {{{42, 42, 48}, {95, 95, 101}, {62, 62, 68}}},
-                       {118, 118, 124}, {178, 178, 184}, 0.85, 0.3, 0.45, false, {1, 1, 1}, 4.0};
+  static const Style a{.tissue = {185, 92, 82},
+                       .tissue_texture = {35, 22, 20},
+                       .anatomy_a = {125, 42, 38},
+                       .anatomy_a_texture = {25, 10, 8},
+                       .anatomy_b = {150, 158, 88},
+                       .anatomy_b_texture = {20, 22, 12},
+                       .texture_scale = 1.0,
+                       .shaft = {{{42, 42, 48}, {95, 95, 101}, {62, 62, 68}}},
+                       .wrist = {118, 118, 124},
+                       .jaws = {178, 178, 184},
+                       .glint = 0.85,
+                       .blur = 0.3,
+                       .falloff = 0.45,
+                       .tinted = false,
+                       .light = {1, 1, 1},
+                       .noise = 4.0};
   // Another hospital's tower: cool light, finer and paler tissue, polished instruments with
   // dark joints and brass jaws, a longer exposure and a noisier sensor.
-  static const Style b{{222, 160, 150}, {28, 30, 30}, {150, 70, 92}, {30, 18, 22}, {200, 186, 120},
-                       {26, 22, 14}, 2.6, {{{196, 200, 206}, {160, 168, 176}, {214, 214, 220}}},
-                       {52, 52, 60}, {196, 150, 70}, 0.5, 0.6, 0.2, true, {0.78, 1.0, 1.08}, 10.0};
+  static const Style b{.tissue = {222, 160, 150},
+                       .tissue_texture = {28, 30, 30},
+                       .anatomy_a = {150, 70, 92},
+                       .anatomy_a_texture = {30, 18, 22},
+                       .anatomy_b = {200, 186, 120},
+                       .anatomy_b_texture = {26, 22, 14},
+                       .texture_scale = 2.6,
+                       .shaft = {{{196, 200, 206}, {160, 168, 176}, {214, 214, 220}}},
+                       .wrist = {52, 52, 60},
+                       .jaws = {196, 150, 70},
+                       .glint = 0.5,
+                       .blur = 0.6,
+                       .falloff = 0.2,
+                       .tinted = true,
+                       .light = {0.78, 1.0, 1.08},
+                       .noise = 10.0};
   return d == SyntheticDomain::kB ? b : a;
 }
 
 at::Tensor rgb(double r, double g, double b);
-at::Tensor rgb(const Rgb& c) { return rgb(c[0], c[1], c[2]); }
+at::Tensor rgb(const Rgb& c) {
+  return rgb(c[0], c[1], c[2]);
+}
 
 uint64_t mix(uint64_t a, uint64_t b) {
   return Rng(a * 0x100000001B3ULL ^ (b + 0x51ED27ULL)).next();
@@ -265,8 +293,10 @@ SyntheticFrame render_synthetic_frame(const SyntheticVideoOptions& o, int64_t vi
   parts.masked_fill_(in_a, kPartAnatomyA);
   parts.masked_fill_(in_b, kPartAnatomyB);
   auto scene = rgb(st.tissue) + texture * rgb(st.tissue_texture);
-  scene = at::where(in_a.unsqueeze(2), rgb(st.anatomy_a) + texture * rgb(st.anatomy_a_texture), scene);
-  scene = at::where(in_b.unsqueeze(2), rgb(st.anatomy_b) + texture * rgb(st.anatomy_b_texture), scene);
+  scene =
+      at::where(in_a.unsqueeze(2), rgb(st.anatomy_a) + texture * rgb(st.anatomy_a_texture), scene);
+  scene =
+      at::where(in_b.unsqueeze(2), rgb(st.anatomy_b) + texture * rgb(st.anatomy_b_texture), scene);
   // Wet tissue: small specular spots that flicker.
   for (const auto& spot : s.spots) {
     const auto g =
@@ -288,9 +318,9 @@ SyntheticFrame render_synthetic_frame(const SyntheticVideoOptions& o, int64_t vi
       const auto& ins = s.instruments[i];
       const auto pose = pose_instrument(ins, ti, cx, cy, xs, ys);
       if (!pose.present) continue;
-      auto colour = at::where((pose.part == kPartShaft).unsqueeze(2), rgb(st.shaft[ins.type]),
-                              at::where((pose.part == kPartWrist).unsqueeze(2), rgb(st.wrist),
-                                        rgb(st.jaws)));
+      auto colour =
+          at::where((pose.part == kPartShaft).unsqueeze(2), rgb(st.shaft[ins.type]),
+                    at::where((pose.part == kPartWrist).unsqueeze(2), rgb(st.wrist), rgb(st.jaws)));
       colour = colour * pose.shade.unsqueeze(2);
       colour = colour + (255 - colour) * (st.glint * pose.glint).unsqueeze(2);
       const auto m = (pose.part > 0).unsqueeze(2);

@@ -1,8 +1,8 @@
 #include "train/demo_study.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cmath>
@@ -55,7 +55,9 @@ fs::path write_split(const fs::path& data, const std::string& name, SyntheticDom
   return out;
 }
 
-double macro_or_zero(double v) { return std::isnan(v) ? 0.0 : v; }
+double macro_or_zero(double v) {
+  return std::isnan(v) ? 0.0 : v;
+}
 
 // The model in `checkpoint` scored on `dataset` with the evaluation protocol; the tables go to
 // `out` when it is not empty.
@@ -79,8 +81,8 @@ eval::VideoEvalResult evaluate(const fs::path& config, const fs::path& checkpoin
 void score_on_test(DemoStudyRun& run, const fs::path& config, const VideoDataset& test,
                    uint64_t seed, const c10::Device& device) {
   const RunDir dir = RunDir::existing(run.run_dir);
-  const auto r = evaluate(config, dir.checkpoints_dir() / "best.safetensors", test,
-                          run.prompt_type, seed, device, dir.path() / "test");
+  const auto r = evaluate(config, dir.checkpoints_dir() / "best.safetensors", test, run.prompt_type,
+                          seed, device, dir.path() / "test");
   nlohmann::json summary = dir.read_summary();
   for (const char* m : {"Dice", "mIoU", "MAE", "NSD"}) {
     const std::string key = fmt::format("eval/{}", m);
@@ -106,14 +108,17 @@ void score_on_test(DemoStudyRun& run, const fs::path& config, const VideoDataset
 
 io::StateDict state_of(torch::nn::Module& m) {
   io::StateDict sd;
-  for (const auto& p : m.named_parameters()) sd.insert(p.key(), p.value().detach().cpu().contiguous());
+  for (const auto& p : m.named_parameters())
+    sd.insert(p.key(), p.value().detach().cpu().contiguous());
   for (const auto& b : m.named_buffers()) sd.insert(b.key(), b.value().detach().cpu().contiguous());
   return sd;
 }
 
 }  // namespace
 
-const char* demo_micro_config_yaml() { return kDemoMicroConfigYaml; }
+const char* demo_micro_config_yaml() {
+  return kDemoMicroConfigYaml;
+}
 
 DemoStudyResult run_demo_study(const std::string& out_dir, const DemoStudyOptions& o,
                                const std::function<void(const std::string&)>& progress) {
@@ -142,15 +147,16 @@ DemoStudyResult run_demo_study(const std::string& out_dir, const DemoStudyOption
   const fs::path data = out / "data";
   const auto a_train = write_split(data, "a_train", SyntheticDomain::kA, o.pretrain_videos,
                                    o.pretrain_frames, seed * 1000 + 1, o);
-  const auto a_val = write_split(data, "a_val", SyntheticDomain::kA, 1, o.frames, seed * 1000 + 2, o);
+  const auto a_val =
+      write_split(data, "a_val", SyntheticDomain::kA, 1, o.frames, seed * 1000 + 2, o);
   const auto a_test =
       write_split(data, "a_test", SyntheticDomain::kA, o.test_videos, o.frames, seed * 1000 + 3, o);
   const auto b_train = write_split(data, "b_train", SyntheticDomain::kB, o.train_videos, o.frames,
                                    seed * 1000 + 11, o);
   const auto b_val =
       write_split(data, "b_val", SyntheticDomain::kB, o.val_videos, o.frames, seed * 1000 + 12, o);
-  const auto b_test =
-      write_split(data, "b_test", SyntheticDomain::kB, o.test_videos, o.frames, seed * 1000 + 13, o);
+  const auto b_test = write_split(data, "b_test", SyntheticDomain::kB, o.test_videos, o.frames,
+                                  seed * 1000 + 13, o);
   say(fmt::format("study data: domain A {} + 1 + {} videos, domain B {} + {} + {} videos of {}x{}",
                   o.pretrain_videos, o.test_videos, o.train_videos, o.val_videos, o.test_videos,
                   o.frame_size, o.frame_size));
@@ -194,8 +200,8 @@ DemoStudyResult run_demo_study(const std::string& out_dir, const DemoStudyOption
       c.loss.dice = o.loss_dice;
       const auto r = train_sam2(c);
       weights = fs::path(r.run_dir) / "checkpoints" / "last.safetensors";
-      say(fmt::format("pretraining round {}/{} ({} prompts): validation Dice on A {:.4f}", round + 1,
-                      o.pretrain_rounds, prompt, r.best_dice));
+      say(fmt::format("pretraining round {}/{} ({} prompts): validation Dice on A {:.4f}",
+                      round + 1, o.pretrain_rounds, prompt, r.best_dice));
     }
   }
   const fs::path pretrained = out / "model" / "pretrained.safetensors";
@@ -290,7 +296,8 @@ std::string demo_study_markdown(const DemoStudyResult& r) {
       "Pretrained on domain A from random initialisation ({:.0f} s). Test Dice with point "
       "prompts: {:.4f} on domain A, {:.4f} on domain B.\n\n",
       r.pretrain_seconds, r.pretrain_dice_a, r.pretrain_dice_b);
-  md += "Test Dice on domain B (change against the untrained baseline of the same prompt type):\n\n";
+  md +=
+      "Test Dice on domain B (change against the untrained baseline of the same prompt type):\n\n";
   md += "| recipe |";
   for (const auto& p : prompts) md += " " + p + " |";
   md += "\n|---|";
@@ -313,8 +320,8 @@ std::string demo_study_markdown(const DemoStudyResult& r) {
     }
     md += "\n";
   }
-  md += fmt::format("\nStudy time {:.0f} s. Runs under {}, insights report under {}.\n",
-                    r.seconds, r.study_dir, r.insights_dir);
+  md += fmt::format("\nStudy time {:.0f} s. Runs under {}, insights report under {}.\n", r.seconds,
+                    r.study_dir, r.insights_dir);
   return md;
 }
 

@@ -23,7 +23,7 @@ namespace iris {
 struct DemoStudyOptions {
   int64_t seed = 0;
   std::string device = "cpu";
-  int threads = 0;  // 0: LibTorch's default
+  int threads = 0;           // 0: LibTorch's default
   int64_t frame_size = 128;  // frames are square; the model's input size
   int64_t instruments = 2;   // per video
   int64_t clip_length = 4;
@@ -36,8 +36,8 @@ struct DemoStudyOptions {
   // trainable, each round continuing from the last weights of the previous one.
   int64_t pretrain_videos = 12;
   int64_t pretrain_frames = 8;
-  int64_t pretrain_rounds = 3;
-  double pretrain_lr = 1e-3;
+  int64_t pretrain_rounds = 4;
+  double pretrain_lr = 2e-3;
 
   // The study on domain B.
   int64_t train_videos = 4;
@@ -45,8 +45,8 @@ struct DemoStudyOptions {
   int64_t test_videos = 3;
   int64_t frames = 8;
   int64_t epochs = 2;
-  double lr = 3e-4;
-  std::vector<std::string> recipes{"md", "pe+md", "mem+md", "ie+pe+md"};
+  double lr = 1e-3;
+  std::vector<std::string> recipes{"md", "pe+md", "ie+pe+md", "ie+pe+md+mem"};
   std::vector<std::string> prompt_types{"point", "box", "mask"};
 };
 
