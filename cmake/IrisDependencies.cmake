@@ -109,8 +109,11 @@ if(IRIS_WITH_SQLITE)
   endif()
 endif()
 
+include(IrisDist)
+
 # true/false spellings for generated C++ headers.
-foreach(flag IRIS_TORCH_HAS_CUDA IRIS_HAVE_OPENCV IRIS_HAVE_NIFTI IRIS_HAVE_PLOT IRIS_HAVE_SQLITE)
+foreach(flag IRIS_TORCH_HAS_CUDA IRIS_HAVE_OPENCV IRIS_HAVE_NIFTI IRIS_HAVE_PLOT IRIS_HAVE_SQLITE
+             IRIS_HAVE_DIST IRIS_HAVE_NCCL)
   if(${flag})
     set(${flag}_BOOL true)
   else()

@@ -45,6 +45,7 @@ debs=(
   libnifti2-dev zlib1g-dev
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libsqlite3-dev
+  libgloo-dev
   libplplot-dev plplot-driver-cairo
   libgtest-dev libgmock-dev libbenchmark-dev
   mricron-data

@@ -7,11 +7,20 @@
 #include <iostream>
 
 #include "cli/cli.h"
+#include "core/atomic_file.h"
+#include "core/build_info.h"
+#include "core/config.h"
 #include "core/device.h"
 #include "core/error.h"
 #include "data/video_dataset.h"
 #include "eval/video_eval.h"
 #include "models/sam2/sam2_loader.h"
+#if IRIS_HAVE_NIFTI
+#include <nlohmann/json.hpp>
+
+#include "eval/iris_predict.h"
+#include "train/iris_trainer.h"
+#endif
 
 namespace iris::cli {
 namespace {
@@ -50,6 +59,52 @@ int run_eval_sam2(const EvalSam2Options& o, const GlobalOptions& g) {
   return 0;
 }
 
+struct EvalIrisOptions {
+  std::string pool;
+  std::string checkpoint;
+  std::string config;
+  std::string out;
+  std::vector<std::string> strategies{"one-shot", "ensemble", "retrieval", "tuning"};
+  int64_t references = 3;
+  int64_t max_queries = 0;
+  std::vector<int64_t> classes;
+  std::vector<int64_t> window;
+  int64_t tuning_steps = 20;
+  double tuning_lr = 1e-3;
+  int64_t top_k = 3;
+};
+
+int run_eval_iris(const EvalIrisOptions& o, const GlobalOptions& g) {
+#if IRIS_HAVE_NIFTI
+  const auto config = load_config<IrisTrainConfig>({o.config, {}});
+  auto model = load_iris_checkpoint(o.checkpoint, config.model.options);
+  model->to(resolve_device(g.device));
+  IrisEvalOptions options;
+  options.strategies.clear();
+  for (const auto& s : o.strategies) options.strategies.push_back(models::parse_strategy(s));
+  options.references = o.references;
+  options.max_queries = o.max_queries;
+  options.predict.classes = o.classes;
+  options.predict.slice_size = config.data.slice_size;
+  options.predict.window.window = o.window;
+  options.predict.tuning.steps = o.tuning_steps;
+  options.predict.tuning.lr = o.tuning_lr;
+  options.predict.retrieval.top_k = o.top_k;
+  const auto result = evaluate_iris(model, o.pool, options);
+  std::filesystem::create_directories(o.out);
+  write_file_atomic(std::filesystem::path(o.out) / "eval.json",
+                    iris_eval_json(result, options).dump(2) + "\n");
+  const std::string md = iris_eval_markdown(result, options);
+  write_file_atomic(std::filesystem::path(o.out) / "eval.md", md);
+  std::cout << md << fmt::format("wrote {}/eval.json and eval.md\n", o.out);
+  return 0;
+#else
+  (void)o, (void)g;
+  throw NotAvailableError(
+      "IRIS evaluation needs NIfTI support, which is off in this build (IRIS_WITH_NIFTI)");
+#endif
+}
+
 }  // namespace
 
 std::function<int()> setup_eval(CLI::App& app, const GlobalOptions& globals) {
@@ -70,10 +125,37 @@ std::function<int()> setup_eval(CLI::App& app, const GlobalOptions& globals) {
   s->add_option("--max-frames", o->max_frames, "frames per video (0: all)")->capture_default_str();
   s->add_option("--nsd-tolerance", o->nsd_tolerance, "NSD tolerance in pixels")->capture_default_str();
   s->add_flag("--no-postprocessing", o->no_postprocessing, "use the config as written");
+
+  auto io = std::make_shared<EvalIrisOptions>();
+  CLI::App* i = app.add_subcommand(
+      "iris",
+      "every case of a pool as a query, the next cases as its references: per-class Dice of each "
+      "inference strategy, eval.json and eval.md");
+  i->add_option("pool", io->pool, "imagesTr/labelsTr tree, or images with a masks/ folder")
+      ->required();
+  i->add_option("--checkpoint", io->checkpoint, "IRIS checkpoint")->required();
+  i->add_option("--config", io->config, "the run's config.yaml")->required();
+  i->add_option("--out", io->out, "folder for eval.json and eval.md")->required();
+  i->add_option("--strategies", io->strategies, "subset of one-shot,ensemble,retrieval,tuning")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"one-shot", "ensemble", "retrieval", "tuning"}))
+      ->capture_default_str();
+  i->add_option("--references", io->references, "references per query")->capture_default_str();
+  i->add_option("--max-queries", io->max_queries, "queries (0: every case)")->capture_default_str();
+  i->add_option("--classes", io->classes, "label values (default: all in the pool)")
+      ->delimiter(',');
+  i->add_option("--window", io->window, "3D sliding window D,H,W")->delimiter(',');
+  i->add_option("--tuning-steps", io->tuning_steps, "in-context tuning steps")
+      ->capture_default_str();
+  i->add_option("--tuning-lr", io->tuning_lr, "in-context tuning learning rate")
+      ->capture_default_str();
+  i->add_option("--top-k", io->top_k, "retrieval: embeddings averaged per class")
+      ->capture_default_str();
   const GlobalOptions* g = &globals;
-  return [o, s, g]() -> int {
+  return [o, s, io, i, g]() -> int {
     if (s->parsed()) return run_eval_sam2(*o, *g);
-    throw UsageError("eval: expected a model: sam2");
+    if (i->parsed()) return run_eval_iris(*io, *g);
+    throw UsageError("eval: expected a model: sam2 or iris");
   };
 }
 

@@ -7,10 +7,17 @@
 #include <iostream>
 
 #include "cli/cli.h"
+#include "core/build_info.h"
+#include "core/config.h"
 #include "core/device.h"
 #include "core/error.h"
 #include "models/sam2/sam2_loader.h"
 #include "models/sam2/sam2_predict.h"
+#if IRIS_HAVE_NIFTI
+#include "eval/iris_predict.h"
+#include "models/iris/memory_bank.h"
+#include "train/iris_trainer.h"
+#endif
 
 namespace iris::cli {
 namespace {
@@ -85,6 +92,77 @@ int run_predict_sam2(const PredictSam2Options& o, const GlobalOptions& g) {
   return 0;
 }
 
+struct PredictIrisOptions {
+  std::string checkpoint;
+  std::string config;
+  std::vector<std::string> references;
+  std::vector<std::string> reference_masks;
+  std::string query;
+  std::string strategy = "one-shot";
+  std::vector<int64_t> classes;
+  std::vector<std::string> class_names;
+  std::string out;
+  bool bank = false;
+  std::vector<int64_t> window;
+  double overlap = 0.5;
+  std::string blend = "gaussian";
+  int64_t tuning_steps = 20;
+  double tuning_lr = 1e-3;
+  int64_t top_k = 3;
+};
+
+int run_predict_iris(const PredictIrisOptions& o, const GlobalOptions& g) {
+#if IRIS_HAVE_NIFTI
+  if (o.references.size() != o.reference_masks.size()) {
+    throw UsageError(
+        fmt::format("{} --reference but {} --reference-mask: give one mask per reference",
+                    o.references.size(), o.reference_masks.size()));
+  }
+  const auto config = load_config<IrisTrainConfig>({o.config, {}});
+  auto model = load_iris_checkpoint(o.checkpoint, config.model.options);
+  model->to(resolve_device(g.device));
+  IrisPredictOptions options;
+  options.strategy = models::parse_strategy(o.strategy);
+  options.classes = o.classes;
+  options.class_names = o.class_names;
+  options.slice_size = config.data.slice_size;
+  options.window.window = o.window;
+  options.window.overlap = o.overlap;
+  options.window.blend = o.blend == "linear" ? models::Blend::kLinear : models::Blend::kGaussian;
+  options.tuning.steps = o.tuning_steps;
+  options.tuning.lr = o.tuning_lr;
+  options.retrieval.top_k = o.top_k;
+  if (o.bank && options.strategy != models::Strategy::kRetrieval) {
+    throw UsageError("--bank chooses where retrieval looks: use it with --strategy retrieval");
+  }
+  models::MemoryBank bank;
+  if (o.bank) {
+    bank = models::read_memory_bank(o.checkpoint);
+    if (bank.size() == 0)
+      throw InputError(file_message(o.checkpoint, "the checkpoint holds no memory bank entries"));
+    options.bank = &bank;
+    options.bank_dataset = config.data.label_map;
+  }
+  std::vector<ReferenceFiles> references;
+  for (std::size_t i = 0; i < o.references.size(); ++i) {
+    references.push_back({o.references[i], o.reference_masks[i]});
+  }
+  const auto result = predict_iris(model, references, o.query, options, o.out);
+  for (std::size_t k = 0; k < result.classes.size(); ++k) {
+    std::cout << fmt::format("class {}: {} voxels\n", result.classes[k], result.voxels[k]);
+  }
+  std::cout << fmt::format("{} ({}): task {:.1f} ms, segmentation {:.1f} ms, total {:.1f} ms\n",
+                           o.strategy, result.mode, result.task_ms, result.segment_ms,
+                           result.total_ms);
+  std::cout << fmt::format("wrote {} files under {}\n", result.written.size(), o.out);
+  return 0;
+#else
+  (void)o, (void)g;
+  throw NotAvailableError(
+      "IRIS prediction needs NIfTI support, which is off in this build (IRIS_WITH_NIFTI)");
+#endif
+}
+
 }  // namespace
 
 std::function<int()> setup_predict(CLI::App& app, const GlobalOptions& globals) {
@@ -112,10 +190,49 @@ std::function<int()> setup_predict(CLI::App& app, const GlobalOptions& globals) 
   s->add_flag("--no-postprocessing", o->no_postprocessing,
               "use the config as written (no dynamic multimask, hole filling, binarised memory)");
   s->add_flag("--offload-state", o->offload_state, "keep memories in host memory (long videos)");
+
+  auto io = std::make_shared<PredictIrisOptions>();
+  CLI::App* i = app.add_subcommand(
+      "iris",
+      "segment the classes of labelled reference images in a query image: PNG/JPEG slices or NIfTI "
+      "volumes (masks keep the query's geometry)");
+  i->add_option("--checkpoint", io->checkpoint, "IRIS checkpoint (run/checkpoints/best.pt)")
+      ->required();
+  i->add_option("--config", io->config, "the run's config.yaml (model sizes, slice size)")
+      ->required();
+  i->add_option("--reference", io->references, "labelled reference image (repeatable)");
+  i->add_option("--reference-mask", io->reference_masks, "label map of the preceding --reference");
+  i->add_option("--query", io->query, "image or volume to segment")->required();
+  i->add_option("--strategy", io->strategy, "one-shot, ensemble, retrieval or tuning")
+      ->check(CLI::IsMember({"one-shot", "ensemble", "retrieval", "tuning"}))
+      ->capture_default_str();
+  i->add_option("--classes", io->classes,
+                "label values to segment (default: all in the first mask)")
+      ->delimiter(',');
+  i->add_option("--class-names", io->class_names, "names of --classes (memory-bank retrieval)")
+      ->delimiter(',');
+  i->add_option("--out", io->out, "output folder: mask.png or mask.nii.gz, prediction.json")
+      ->required();
+  i->add_flag("--bank", io->bank,
+              "retrieval from the checkpoint's memory bank instead of the references");
+  i->add_option("--window", io->window, "3D sliding window D,H,W (default: whole volume)")
+      ->delimiter(',');
+  i->add_option("--overlap", io->overlap, "sliding-window overlap in [0, 1)")
+      ->capture_default_str();
+  i->add_option("--blend", io->blend, "gaussian or linear blending of window logits")
+      ->check(CLI::IsMember({"gaussian", "linear"}))
+      ->capture_default_str();
+  i->add_option("--tuning-steps", io->tuning_steps, "in-context tuning steps")
+      ->capture_default_str();
+  i->add_option("--tuning-lr", io->tuning_lr, "in-context tuning learning rate (Adam)")
+      ->capture_default_str();
+  i->add_option("--top-k", io->top_k, "retrieval: embeddings averaged per class")
+      ->capture_default_str();
   const GlobalOptions* g = &globals;
-  return [o, s, g]() -> int {
+  return [o, s, io, i, g]() -> int {
     if (s->parsed()) return run_predict_sam2(*o, *g);
-    throw UsageError("predict: expected a model: sam2");
+    if (i->parsed()) return run_predict_iris(*io, *g);
+    throw UsageError("predict: expected a model: sam2 or iris");
   };
 }
 

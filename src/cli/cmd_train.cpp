@@ -5,14 +5,19 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 
 #include <yaml-cpp/yaml.h>
 
 #include "core/build_info.h"
 #include "core/config.h"
+#include "core/device.h"
 #include "core/error.h"
+#include "dist/launcher.h"
+#include "dist/process_group.h"
 #include "report/training_report.h"
 #include "train/sam2_trainer.h"
 #if IRIS_HAVE_NIFTI
@@ -28,6 +33,9 @@ std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
     bool print_config = false;
     std::string resume;
     bool no_report = false;
+    int nproc = 1;
+    double dist_timeout = 1800;
+    std::string dist_backend = "auto";
   };
   auto options = std::make_shared<Options>();
   app.add_option("CONFIG", options->config, "YAML config (e.g. configs/iris/atlas_2d_tiny.yaml)");
@@ -37,6 +45,15 @@ std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
       "--resume", options->resume,
       "continue this run folder from its last checkpoint (CONFIG defaults to its config.yaml)");
   app.add_flag("--no-report", options->no_report, "skip the training report at the end");
+  app.add_option("--nproc", options->nproc,
+                 "data-parallel ranks started on this machine (a torchrun/srun environment, "
+                 "RANK and WORLD_SIZE set, is joined instead)")
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--dist-timeout", options->dist_timeout,
+                 "seconds a rank waits for its peers before failing")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--dist-backend", options->dist_backend, "auto, gloo or nccl")
+      ->check(CLI::IsMember({"auto", "gloo", "nccl"}));
   return [options, &globals]() -> int {
     auto overrides = options->overrides;
     if (globals.seed) overrides.push_back(fmt::format("run.seed={}", *globals.seed));
@@ -49,7 +66,13 @@ std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
     if (config_path.empty()) throw UsageError("train: give a CONFIG file (or --resume RUN_DIR)");
     // SAM2 fine-tuning configs name an official model config and checkpoint.
     const YAML::Node tree = load_yaml_tree({config_path, overrides});
+    // Ranks are started with this same command line and the launcher's variables set.
+    const auto dist_env = dist::dist_env_from_environment();
+    const bool distributed = (dist_env && dist_env->world_size > 1) || options->nproc > 1;
     if (tree["model"] && tree["model"]["checkpoint"]) {
+      if (distributed) {
+        throw NotAvailableError("distributed training is available for IRIS runs, not SAM2 yet");
+      }
       if (!options->resume.empty()) {
         throw NotAvailableError("--resume is available for IRIS runs; SAM2 runs restart per epoch");
       }
@@ -72,7 +95,34 @@ std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
       std::cout << dump_config(config);
       return 0;
     }
-    const TrainResult r = train_iris(config, {options->resume, 0});
+    if (distributed && !dist::dist_available()) {
+      dist::DistContext::create(dist::DistEnv{}, {});  // throws NotAvailableError
+    }
+    if (!dist_env && options->nproc > 1) {
+      dist::LaunchOptions launch;
+      launch.nproc = options->nproc;
+      dist::launch_local_ranks(dist::own_command_line(), launch);
+      return 0;  // rank 0 printed the outcome
+    }
+    std::unique_ptr<dist::DistContext> group;
+    if (dist_env && dist_env->world_size > 1) {
+      dist::DistOptions dist_options;
+      dist_options.timeout =
+          std::chrono::milliseconds(static_cast<int64_t>(options->dist_timeout * 1000));
+      dist_options.backend = options->dist_backend;
+      dist_options.device = resolve_device(config.run.device);
+      if (dist_options.device.is_cuda()) {
+        dist_options.device =
+            c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(dist_env->local_rank));
+      }
+      group = dist::DistContext::create(*dist_env, dist_options);
+      // Rank 0 speaks for the run; the others only report problems.
+      if (!group->is_main()) spdlog::set_level(spdlog::level::warn);
+    }
+    TrainSession session{options->resume, 0};
+    session.dist = group.get();
+    const TrainResult r = train_iris(config, session);
+    if (group && !group->is_main()) return 0;
     if (r.already_finished) {
       std::cout << fmt::format("run {} had already finished all {} steps; nothing to resume\n",
                                r.run_dir, r.steps);

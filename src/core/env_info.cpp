@@ -147,6 +147,11 @@ EnvReport collect_env() {
 #else
   r.components.push_back({"SQLite", "off", false});
 #endif
+#if IRIS_HAVE_DIST
+  r.components.push_back({"c10d", IRIS_HAVE_NCCL ? "Gloo, NCCL" : "Gloo"});
+#else
+  r.components.push_back({"c10d", "off", false});
+#endif
   return r;
 }
 
@@ -162,7 +167,8 @@ std::string format_env(const EnvReport& r) {
   out += fmt::format("BLAS:\n  {}\n", r.blas.describe());
   out += "features:\n";
   for (const auto& c : r.components) {
-    if (c.name == "OpenCV" || c.name == "niftilib" || c.name == "PLplot" || c.name == "SQLite") {
+    if (c.name == "OpenCV" || c.name == "niftilib" || c.name == "PLplot" || c.name == "SQLite" ||
+        c.name == "c10d") {
       out += fmt::format("  {:<14} {}\n", c.name, c.enabled ? "on" : "off");
     }
   }

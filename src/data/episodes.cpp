@@ -24,6 +24,16 @@ int64_t pick(std::mt19937_64& rng, int64_t n) {
   return static_cast<int64_t>(std::uniform_int_distribution<int64_t>(0, n - 1)(rng));
 }
 
+// x: [C, H, W] moved by (dy, dx) pixels with zeros coming in, then mirrored left-right if `flip`.
+at::Tensor shift_flip(const at::Tensor& x, int64_t dy, int64_t dx, bool flip) {
+  const int64_t h = x.size(1), w = x.size(2);
+  at::Tensor y = at::constant_pad_nd(x, {std::max<int64_t>(dx, 0), std::max<int64_t>(-dx, 0),
+                                         std::max<int64_t>(dy, 0), std::max<int64_t>(-dy, 0)},
+                                     0);
+  y = y.narrow(1, std::max<int64_t>(-dy, 0), h).narrow(2, std::max<int64_t>(-dx, 0), w);
+  return (flip ? y.flip({2}) : y).contiguous();
+}
+
 }  // namespace
 
 at::Tensor normalize_mri(const at::Tensor& volume, double low_percentile, double high_percentile) {
@@ -128,6 +138,15 @@ Episode SliceDataset::sample(std::mt19937_64& rng, const std::vector<int64_t>& c
     }
     e.ref_masks = at::stack(rm);
     e.query_masks = at::stack(qm);
+    if (options.joint_shift > 0 || options.joint_flip) {
+      std::uniform_int_distribution<int64_t> shift(-options.joint_shift, options.joint_shift);
+      const int64_t dy = shift(rng), dx = shift(rng);
+      const bool flip = options.joint_flip && std::uniform_real_distribution<double>(0, 1)(rng) < 0.5;
+      e.ref_image = shift_flip(e.ref_image, dy, dx, flip);
+      e.ref_masks = shift_flip(e.ref_masks, dy, dx, flip);
+      e.query_image = shift_flip(e.query_image, dy, dx, flip);
+      e.query_masks = shift_flip(e.query_masks, dy, dx, flip);
+    }
     return e;
   }
   throw InputError(fmt::format("episode sampling: no reference/query pair found for {} classes "

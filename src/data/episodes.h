@@ -21,6 +21,11 @@ struct SliceEpisodeOptions {
   int64_t min_area = 20;                 // pixels (at slice size) for a class to count as present
   double absent_query_probability = 0.1;  // chance that a class's query slice lacks it
   int64_t min_slice_gap = 2;             // reference and query slices at least this far apart
+  // One random shift (up to ± joint_shift pixels per axis, zero fill) and left-right flip shared by
+  // reference and query: the pair stays consistent, but absolute positions stop identifying a
+  // class, so the model must read the reference rather than memorise the atlas.
+  int64_t joint_shift = 0;
+  bool joint_flip = false;
 };
 
 struct Episode {

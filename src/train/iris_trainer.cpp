@@ -21,6 +21,9 @@
 #include "core/resources.h"
 #include "data/atlas.h"
 #include "data/episodes.h"
+#include "dist/gradient_sync.h"
+#include "dist/process_group.h"
+#include "dist/sampler.h"
 #include "models/iris/iris_model.h"
 #include "models/iris/memory_bank.h"
 #include "track/tensorboard.h"
@@ -57,8 +60,8 @@ struct TrainState {
 // Written to a string first, then through write_file_atomic, so that a crash leaves the previous
 // checkpoint intact.
 void save_checkpoint(const models::IrisModel& model, torch::optim::Optimizer& optimizer,
-                     const models::MemoryBank& bank, const std::mt19937_64& rng,
-                     const TrainState& state, const fs::path& path) {
+                     const models::MemoryBank& bank, const TrainState& state,
+                     const fs::path& path) {
   torch::serialize::OutputArchive archive;
   model->save(archive);
   torch::serialize::OutputArchive optim_archive;
@@ -70,9 +73,6 @@ void save_checkpoint(const models::IrisModel& model, torch::optim::Optimizer& op
   archive.write("state/best_step", c10::IValue(state.best_step));
   archive.write("state/final_train_loss", c10::IValue(state.final_train_loss));
   archive.write("state/seconds", c10::IValue(state.seconds));
-  std::ostringstream episode_rng;
-  episode_rng << rng;
-  archive.write("rng/episodes", c10::IValue(episode_rng.str()));
   {
     auto generator = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(generator.mutex());
@@ -94,8 +94,7 @@ void save_checkpoint(const models::IrisModel& model, torch::optim::Optimizer& op
 }
 
 TrainState load_checkpoint(const fs::path& path, models::IrisModel& model,
-                           torch::optim::Optimizer& optimizer, models::MemoryBank& bank,
-                           std::mt19937_64& rng) {
+                           torch::optim::Optimizer& optimizer, models::MemoryBank& bank) {
   if (!fs::exists(path)) {
     throw InputError(file_message(path.string(), "no checkpoint to resume from"));
   }
@@ -119,9 +118,6 @@ TrainState load_checkpoint(const fs::path& path, models::IrisModel& model,
     state.final_train_loss = v.toDouble();
     archive.read("state/seconds", v);
     state.seconds = v.toDouble();
-    archive.read("rng/episodes", v);
-    std::istringstream episode_rng(v.toStringRef());
-    episode_rng >> rng;
     at::Tensor torch_state;
     archive.read("rng/torch_cpu", torch_state);
     {
@@ -220,6 +216,14 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
     m.field("heads", o.heads, "attention heads");
     m.field("decoder_layers", o.decoder_layers, "bidirectional attention layers in the decoder");
     m.field("deep_supervision", o.deep_supervision, "auxiliary losses at lower resolutions");
+    m.field("position_encoding", o.position_encoding,
+            "projected sine position encoding added to the deepest features");
+    m.field("class_film", o.class_film,
+            "per-class upsampling path modulated by each class's summary (FiLM)");
+    m.field("prior_features", o.prior_features,
+            "Fourier features of the reference prior (0: off; reference and query share a frame)");
+    m.field("prior_frequency", o.prior_frequency,
+            "std of the prior's frequencies over [-1, 1] coordinates (higher: sharper)");
   });
   v.section("data", [&](ConfigVisitor& d) {
     d.field("atlas_dir", data.atlas_dir, "mricron templates folder");
@@ -235,6 +239,10 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
             "chance that a query slice may lack the episode's anchor class");
     d.field("min_slice_gap", data.min_slice_gap,
             "reference and query slices at least this far apart");
+    d.field("joint_shift", data.joint_shift,
+            "random shift in pixels shared by reference and query (training episodes)");
+    d.field("joint_flip", data.joint_flip,
+            "random left-right flip shared by reference and query (training episodes)");
   });
   v.section("optim", [&](ConfigVisitor& o) {
     o.choice("name", optim.name, {"adamw"}, "optimiser");
@@ -275,6 +283,10 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
     throw ConfigError("optim.iterations and optim.batch must be at least 1");
   }
   const bool resuming = !session.resume.empty();
+  dist::DistContext* group = session.dist;
+  const int rank = group ? group->rank() : 0, world_size = group ? group->world_size() : 1;
+  // Only rank 0 writes into the run folder; all ranks read a resumed run's checkpoint.
+  const bool writer = rank == 0;
   IrisTrainConfig resolved = config;
   std::optional<RunDir> run_folder;
   if (resuming) {
@@ -295,17 +307,25 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
                                      "continue exactly:" +
                                          diff));
     }
-  } else {
+  } else if (writer) {
     resolved.run.name = config.run.name.empty() ? generated_run_name("iris") : config.run.name;
     run_folder = RunDir::open(config.run.root, resolved.run.name, RunDir::Mode::kCreate);
     run_folder->write_config(dump_config(resolved));
   }
-  const RunDir& run = *run_folder;
-  log_to_file(run.log_path());
-  const c10::Device device = resolve_device(config.run.device);
+  const RunDir* run = writer ? &*run_folder : nullptr;
+  if (run) log_to_file(run->log_path());
+  c10::Device device = resolve_device(config.run.device);
+  if (group && device.is_cuda()) device = c10::Device(c10::kCUDA, group->local_rank());
   set_threads(config.run.threads);
   torch::manual_seed(static_cast<uint64_t>(config.run.seed));
-  std::mt19937_64 rng(static_cast<uint64_t>(config.run.seed));
+  if (group && config.optim.batch < world_size) {
+    throw ConfigError(
+        fmt::format("optim.batch {} is the global batch: at least one episode per "
+                    "rank ({} ranks)",
+                    config.optim.batch, world_size));
+  }
+  // This rank's episodes of every step: global indices [begin, end).
+  const dist::BatchShard shard = dist::shard_batch(config.optim.batch, rank, world_size);
 
   // Data: axial slices of ch2bet with the training label map, split by slice index.
   const MricronAtlas atlas = load_mricron_atlas(config.data.atlas_dir, {config.data.label_map});
@@ -322,6 +342,9 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
   SliceEpisodeOptions episode_options{config.data.classes_per_episode, config.data.min_area,
                                       config.data.absent_query_probability,
                                       config.data.min_slice_gap};
+  SliceEpisodeOptions train_episode_options = episode_options;
+  train_episode_options.joint_shift = config.data.joint_shift;
+  train_episode_options.joint_flip = config.data.joint_flip;
   std::mt19937_64 val_rng(static_cast<uint64_t>(config.run.seed) + 1);
   std::vector<Episode> val_episodes;
   for (int64_t i = 0; i < config.validation.episodes; ++i) {
@@ -330,7 +353,7 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
   spdlog::info(
       "IRIS training: {} train slices, {} validation slices, {} classes of {}; run folder {}",
       train_slices.size(), val_slices.size(), classes.size(), config.data.label_map,
-      run.path().string());
+      run ? run->path().string() : "(rank 0's)");
 
   models::IrisModel model(o);
   model->to(device);
@@ -340,14 +363,17 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
   models::MemoryBank bank;
   TrainState state;
   if (resuming) {
-    state = load_checkpoint(run.checkpoints_dir() / "last.pt", model, optimizer, bank, rng);
+    state = load_checkpoint(run_folder->checkpoints_dir() / "last.pt", model, optimizer, bank);
     model->to(device);
   }
+  // Same initial weights everywhere (the seed already gives them; a broadcast makes it a fact).
+  if (group) group->broadcast(model->parameters());
+  dist::GradientSync gradients(model->parameters(), group);
   TrainResult result;
-  result.run_dir = run.path().string();
+  if (run) result.run_dir = run->path().string();
   result.resumed_from = state.step;
   if (resuming && state.step >= config.optim.iterations) {
-    spdlog::info("run {} already finished all {} steps; nothing to resume", run.path().string(),
+    spdlog::info("run {} already finished all {} steps; nothing to resume", session.resume,
                  config.optim.iterations);
     result.steps = state.step;
     result.finished = result.already_finished = true;
@@ -359,8 +385,8 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
     return result;
   }
   if (resuming) {
-    truncate_metrics(run, state.step);
-    spdlog::info("resuming {} at step {} of {}", run.path().string(), state.step + 1,
+    if (run) truncate_metrics(*run, state.step);
+    spdlog::info("resuming {} at step {} of {}", session.resume, state.step + 1,
                  config.optim.iterations);
   }
   const LrSchedule schedule{config.optim.lr, config.optim.warmup, config.optim.iterations,
@@ -411,7 +437,8 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
   };
 
   // TensorBoard scalars beside metrics.jsonl, for TensorBoard and W&B's TensorBoard sync.
-  track::TensorBoardWriter tensorboard(run.path() / "tb");
+  std::optional<track::TensorBoardWriter> tensorboard;
+  if (run) tensorboard.emplace(run->path() / "tb");
 
   const auto start = Clock::now();
   const double previous_seconds = state.seconds;
@@ -429,29 +456,65 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
     for (auto& group : optimizer.param_groups()) {
       static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
     }
-    optimizer.zero_grad();
+    gradients.zero();
     double data_ms = 0, compute_ms = 0, loss_sum = 0, dice_sum = 0;
     int64_t dice_n = 0;
-    for (int64_t i = 0; i < config.optim.batch; ++i) {
+    // Task embeddings of all of the step's episodes, for the memory bank: [batch, K, m + 1, C]
+    // and the episodes' class values [batch, K] (-1: none), filled by the rank that ran each.
+    at::Tensor step_embeddings, step_classes;
+    for (int64_t i = shard.begin; i < shard.end; ++i) {
       auto t0 = Clock::now();
-      const Episode episode = train_data.sample(rng, classes, episode_options);
+      // An episode depends on (seed, step, index) only: any split across ranks, and a resumed
+      // run, sample the same ones.
+      std::mt19937_64 episode_rng(
+          dist::sample_seed(static_cast<uint64_t>(config.run.seed), step, i));
+      const Episode episode = train_data.sample(episode_rng, classes, train_episode_options);
       const Batch b = to_batch(episode, device);
       data_ms += ms_since(t0);
       t0 = Clock::now();
       auto [loss, logits, task] = episode_loss(b);
       (loss / static_cast<double>(config.optim.batch)).backward();
+      gradients.accumulate();
       loss_sum += loss.item<double>();
       const auto dice = hard_dice(logits.detach(), b.query_masks);
       dice_sum += dice.sum().item<double>();
       dice_n += dice.numel();
-      const at::Tensor embeddings = task.detach()[0].cpu();
+      const at::Tensor embeddings = task.detach()[0].cpu().to(at::kDouble);
+      if (!step_embeddings.defined()) {
+        auto shape = embeddings.sizes().vec();
+        shape.insert(shape.begin(), config.optim.batch);
+        step_embeddings = at::zeros(shape, at::kDouble);
+        step_classes = at::zeros({config.optim.batch, embeddings.size(0)}, at::kDouble);
+      }
+      step_embeddings[i].copy_(embeddings);
       for (std::size_t k = 0; k < episode.class_values.size(); ++k) {
-        bank.update(config.data.label_map, labels.class_name(episode.class_values[k]),
-                    embeddings[static_cast<int64_t>(k)]);
+        step_classes[i][static_cast<int64_t>(k)] = static_cast<double>(episode.class_values[k] + 1);
       }
       compute_ms += ms_since(t0);
     }
-    const auto t0 = Clock::now();
+    auto t0 = Clock::now();
+    gradients.finish();
+    if (group) {
+      group->all_reduce_sum({step_embeddings, step_classes});
+      const auto sums = group->all_reduce_sum(
+          {loss_sum, dice_sum, static_cast<double>(dice_n), data_ms, compute_ms + ms_since(t0)});
+      loss_sum = sums[0];
+      dice_sum = sums[1];
+      dice_n = static_cast<int64_t>(sums[2]);
+      // Time per rank, averaged: the ranks run side by side.
+      data_ms = sums[3] / world_size;
+      compute_ms = sums[4] / world_size;
+      t0 = Clock::now();
+    }
+    // The bank sees the episodes in global order, as one process would.
+    for (int64_t i = 0; i < config.optim.batch; ++i) {
+      for (int64_t k = 0; k < step_classes.size(1); ++k) {
+        const auto value = static_cast<int64_t>(step_classes[i][k].item<double>()) - 1;
+        if (value < 0) continue;
+        bank.update(config.data.label_map, labels.class_name(value),
+                    step_embeddings[i][k].to(at::kFloat));
+      }
+    }
     if (config.optim.grad_clip > 0)
       torch::nn::utils::clip_grad_norm_(model->parameters(), config.optim.grad_clip);
     optimizer.step();
@@ -459,27 +522,32 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
     result.final_train_loss = loss_sum / config.optim.batch;
     if (step % config.log_every == 0 || step == config.optim.iterations) {
       const double train_dice = dice_n > 0 ? dice_sum / dice_n : 0.0;
-      tensorboard.add_scalars(
-          {{"train/loss", result.final_train_loss}, {"train/dice", train_dice}, {"lr", lr}}, step);
-      run.append_metrics(
-          {{"step", step},
-           {"train/loss", result.final_train_loss},
-           {"train/dice", train_dice},
-           {"lr", lr},
-           {"time/data_ms", data_ms},
-           {"time/compute_ms", compute_ms},
-           {"samples_per_s", 1000.0 * config.optim.batch / std::max(1e-9, data_ms + compute_ms)},
-           {"memory/peak_rss_mb", peak_rss_mb()}});
+      if (run) {
+        tensorboard->add_scalars(
+            {{"train/loss", result.final_train_loss}, {"train/dice", train_dice}, {"lr", lr}},
+            step);
+        run->append_metrics(
+            {{"step", step},
+             {"train/loss", result.final_train_loss},
+             {"train/dice", train_dice},
+             {"lr", lr},
+             {"time/data_ms", data_ms},
+             {"time/compute_ms", compute_ms},
+             {"samples_per_s", 1000.0 * config.optim.batch / std::max(1e-9, data_ms + compute_ms)},
+             {"memory/peak_rss_mb", peak_rss_mb()}});
+      }
     }
+    // Validation, best weights and checkpoints are rank 0's; the others go on to the next step's
+    // all-reduce and wait for it there.
     const bool validate_now =
-        (config.validation.every > 0 && step % config.validation.every == 0) ||
-        step == config.optim.iterations;
+        run && ((config.validation.every > 0 && step % config.validation.every == 0) ||
+                step == config.optim.iterations);
     if (validate_now) {
       const auto row = validate(step);
-      run.append_metrics(row);
+      run->append_metrics(row);
       const double dice = row["val/dice"].get<double>();
-      tensorboard.add_scalars({{"val/loss", row["val/loss"].get<double>()}, {"val/dice", dice}},
-                              step);
+      tensorboard->add_scalars({{"val/loss", row["val/loss"].get<double>()}, {"val/dice", dice}},
+                               step);
       if (dice > best) {
         best = dice;
         result.best_validation_dice = dice;
@@ -490,11 +558,12 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
     }
     state = {step, best, result.best_step, result.final_train_loss,
              previous_seconds + std::chrono::duration<double>(Clock::now() - start).count()};
-    if (result.best_step == step) {
-      save_checkpoint(model, optimizer, bank, rng, state, run.checkpoints_dir() / "best.pt");
+    if (run && result.best_step == step) {
+      save_checkpoint(model, optimizer, bank, state, run->checkpoints_dir() / "best.pt");
     }
-    if ((config.checkpoint_every > 0 && step % config.checkpoint_every == 0) || step == last_step) {
-      save_checkpoint(model, optimizer, bank, rng, state, run.checkpoints_dir() / "last.pt");
+    if (run && ((config.checkpoint_every > 0 && step % config.checkpoint_every == 0) ||
+                step == last_step)) {
+      save_checkpoint(model, optimizer, bank, state, run->checkpoints_dir() / "last.pt");
     }
     progress.advance(1, fmt::format("loss {:.4f}", result.final_train_loss));
   }
@@ -503,24 +572,25 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
   result.seconds = state.seconds;
   if (last_step < config.optim.iterations) {
     spdlog::info("stopped after step {} of {}; continue with --resume {}", last_step,
-                 config.optim.iterations, run.path().string());
+                 config.optim.iterations, result.run_dir);
     stop_log_file();
     return result;
   }
   result.finished = true;
-  run.write_summary({{"model", "iris"},
-                     {"steps", result.steps},
-                     {"best/val_dice", result.best_validation_dice},
-                     {"best/step", result.best_step},
-                     {"final/train_loss", result.final_train_loss},
-                     {"time/seconds", result.seconds},
-                     {"memory/peak_rss_mb", peak_rss_mb()},
-                     {"memory_bank/classes", bank.size()},
-                     {"parameters", [&] {
-                        int64_t n = 0;
-                        for (const auto& p : model->parameters()) n += p.numel();
-                        return n;
-                      }()}});
+  if (!run) return result;
+  run->write_summary({{"model", "iris"},
+                      {"steps", result.steps},
+                      {"best/val_dice", result.best_validation_dice},
+                      {"best/step", result.best_step},
+                      {"final/train_loss", result.final_train_loss},
+                      {"time/seconds", result.seconds},
+                      {"memory/peak_rss_mb", peak_rss_mb()},
+                      {"memory_bank/classes", bank.size()},
+                      {"parameters", [&] {
+                         int64_t n = 0;
+                         for (const auto& p : model->parameters()) n += p.numel();
+                         return n;
+                       }()}});
   stop_log_file();
   return result;
 }

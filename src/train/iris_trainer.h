@@ -14,21 +14,27 @@
 
 namespace iris {
 
+namespace dist {
+class DistContext;
+}
+
 struct IrisTrainConfig {
   RunOptions run;
   struct Model {
     std::string name = "iris";
-    models::IrisOptions options{2, 1, 8, 4, 8, 4, 1, false};
+    models::IrisOptions options{2, 1, 8, 3, 8, 4, 1, false, true, true, 256, 6.0};
   } model;
   struct Data {
     std::string atlas_dir = "/usr/share/mricron/templates";
     std::string label_map = "aal";  // training classes
-    int64_t slice_size = 96;
+    int64_t slice_size = 64;
     int64_t classes_per_episode = 3;
     int64_t min_area = 20;
     int64_t validation_every_nth_slice = 5;  // slices k % n == 0 are held out for validation
     double absent_query_probability = 0.1;
     int64_t min_slice_gap = 2;
+    int64_t joint_shift = 8;  // pixels; see SliceEpisodeOptions
+    bool joint_flip = true;
   } data;
   struct Optim {
     std::string name = "adamw";
@@ -39,7 +45,7 @@ struct IrisTrainConfig {
     double final_lr_ratio = 0.05;
     double grad_clip = 1.0;
     int64_t iterations = 300;
-    int64_t batch = 4;  // episodes per optimiser step (gradients accumulated)
+    int64_t batch = 4;  // episodes per optimiser step over all ranks (gradients accumulated)
   } optim;
   struct Loss {
     double dice = 1.0;
@@ -61,6 +67,9 @@ struct TrainSession {
   std::string resume;
   // Stop after this step with a checkpoint, as an interruption would (0: run to the end).
   int64_t stop_after = 0;
+  // Data-parallel group (null: one process). optim.batch is split across its ranks; only rank 0
+  // writes into the run folder (the others return a result without run_dir).
+  dist::DistContext* dist = nullptr;
 };
 
 struct TrainResult {

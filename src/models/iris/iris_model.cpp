@@ -1,5 +1,7 @@
 #include "models/iris/iris_model.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 namespace iris::models {
 
 IrisModelImpl::IrisModelImpl(const IrisOptions& o) : options(o) {
@@ -8,6 +10,15 @@ IrisModelImpl::IrisModelImpl(const IrisOptions& o) : options(o) {
   encoder = register_module("encoder", IrisEncoder(o));
   task_encoder = register_module("task_encoder", TaskEncoder(o));
   decoder = register_module("decoder", MaskDecoder(o));
+  if (o.prior_features > 0) {
+    TORCH_CHECK(o.prior_features % 2 == 0, "IRIS: prior_features must be even, got ", o.prior_features);
+    // Seeded on their own, so every model of a configuration has the same frequencies whatever
+    // the global seed; saved as a buffer so checkpoints carry them.
+    at::Generator generator = at::detail::createCPUGenerator(/*seed_val=*/0x1215);
+    prior_frequencies = register_buffer(
+        "prior_frequencies", at::randn({o.spatial_dims, o.prior_features / 2}, generator, at::kFloat) *
+                                 o.prior_frequency);
+  }
 }
 
 at::Tensor IrisModelImpl::encode_task(const at::Tensor& ref_images, const at::Tensor& ref_masks) {
@@ -17,11 +28,11 @@ at::Tensor IrisModelImpl::encode_task(const at::Tensor& ref_images, const at::Te
   TORCH_CHECK(ref_images.sizes().slice(2) == ref_masks.sizes().slice(2),
               "IRIS: reference image and mask sizes differ: ", ref_images.sizes(), " vs ",
               ref_masks.sizes());
-  return task_encoder->forward(encoder->forward(ref_images).back(), ref_masks);
+  return task_encoder->forward(encoder->forward(ref_images).back(), ref_masks, prior_frequencies);
 }
 
 IrisOutput IrisModelImpl::segment(const at::Tensor& query_images, const at::Tensor& task) {
-  return decoder->forward(encoder->forward(query_images), task);
+  return decoder->forward(encoder->forward(query_images), task, prior_frequencies);
 }
 
 IrisOutput IrisModelImpl::forward(const at::Tensor& query_images, const at::Tensor& ref_images,

@@ -25,7 +25,8 @@ namespace iris::models {
 class IrisModelImpl : public torch::nn::Module {
  public:
   explicit IrisModelImpl(const IrisOptions& options);
-  // Reference images [B, in, *S] with masks [B, K, *S] -> task embeddings [B, K, m + 1, C].
+  // Reference images [B, in, *S] with masks [B, K, *S] -> task embeddings
+  // [B, K, tokens_per_class, C].
   at::Tensor encode_task(const at::Tensor& ref_images, const at::Tensor& ref_masks);
   // Query images [B, in, *S] and task embeddings -> logits [B, K, *S].
   IrisOutput segment(const at::Tensor& query_images, const at::Tensor& task);
@@ -38,6 +39,7 @@ class IrisModelImpl : public torch::nn::Module {
   IrisEncoder encoder{nullptr};
   TaskEncoder task_encoder{nullptr};
   MaskDecoder decoder{nullptr};
+  at::Tensor prior_frequencies;  // [d, P/2] fixed (seeded) Fourier frequencies; a buffer
 };
 TORCH_MODULE(IrisModel);
 

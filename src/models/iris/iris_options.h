@@ -14,10 +14,27 @@ struct IrisOptions {
   int64_t heads = 8;
   int64_t decoder_layers = 2;  // bidirectional attention layers
   bool deep_supervision = false;
+  // A fixed sine position encoding (learned projection) added to the deepest features, so task
+  // tokens and query features can say *where* as well as *what*.
+  bool position_encoding = true;
+  // Per-class decoding: after the joint attention, the upsampling path runs once per class (batched
+  // as B·K), modulated at every stage by that class's summary (FiLM).
+  bool class_film = true;
+  // Reference prior (0: off): P random Fourier features of the voxel position, pooled over each
+  // reference mask, give a kernel-smoothed copy of the mask that the decoder adds to its logits
+  // (appearance logits gated from 0). Only meaningful when reference and query share a frame (slices
+  // of one study, registered volumes); stored as extra rows of the task embedding.
+  int64_t prior_features = 0;
+  double prior_frequency = 6.0;  // frequencies ~ N(0, f²) per axis over coordinates in [-1, 1]
 
   int64_t channels(int64_t level) const { return base_channels << level; }
   int64_t feature_channels() const { return channels(stages); }
-  int64_t tokens_per_class() const { return query_tokens + 1; }
+  int64_t feature_rows() const { return query_tokens + 1; }  // attention tokens per class
+  int64_t prior_rows() const {
+    return (prior_features + feature_channels() - 1) / feature_channels();
+  }
+  // Rows of the task embedding per class: foreground, m context tokens, then the prior rows.
+  int64_t tokens_per_class() const { return feature_rows() + prior_rows(); }
 };
 
 }  // namespace iris::models

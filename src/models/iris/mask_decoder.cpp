@@ -1,5 +1,7 @@
 #include "models/iris/mask_decoder.h"
 
+#include "models/iris/position.h"
+
 namespace iris::models {
 namespace {
 
@@ -7,12 +9,24 @@ torch::nn::LayerNorm layer_norm(int64_t dim) {
   return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}));
 }
 
-// Per-class logits: pixel features [B, D, *S] · class embeddings [B, K, D] -> [B, K, *S].
-at::Tensor class_logits(const at::Tensor& pixels, const at::Tensor& classes) {
-  const int64_t b = pixels.size(0), d = pixels.size(1);
-  std::vector<int64_t> shape{b, classes.size(1)};
+// Per-class logits: pixel features [B, D, *S] · class embeddings [B, K, D] -> [B, K, *S]; with
+// per-class pixel features [B·K, D, *S], each class's own features.
+at::Tensor class_logits(const at::Tensor& pixels, const at::Tensor& classes, bool per_class) {
+  const int64_t b = classes.size(0), k = classes.size(1), d = pixels.size(1);
+  std::vector<int64_t> shape{b, k};
   shape.insert(shape.end(), pixels.sizes().begin() + 2, pixels.sizes().end());
+  if (per_class) {
+    return at::bmm(classes.reshape({b * k, 1, d}), pixels.reshape({b * k, d, -1})).view(shape);
+  }
   return at::bmm(classes, pixels.reshape({b, d, -1})).view(shape);
+}
+
+// x: [N, C, *s] modulated by (1 + γ) and β from `film` applied to summary rows [N, C'].
+at::Tensor modulate(const at::Tensor& x, torch::nn::LinearImpl& film, const at::Tensor& summary) {
+  const auto parts = film.forward(summary).chunk(2, -1);
+  std::vector<int64_t> shape{x.size(0), x.size(1)};
+  shape.resize(static_cast<std::size_t>(x.dim()), 1);
+  return x * (1 + parts[0].reshape(shape)) + parts[1].reshape(shape);
 }
 
 }  // namespace
@@ -52,14 +66,29 @@ MaskDecoderImpl::MaskDecoderImpl(const IrisOptions& o) : options(o) {
     if (o.deep_supervision && l > 0) aux_embed->push_back(Mlp(c, c, o.channels(l)));
   }
   class_embed = register_module("class_embed", Mlp(c, c, o.channels(0)));
+  if (o.class_film) {
+    film = register_module("film", torch::nn::ModuleList());
+    film->push_back(torch::nn::Linear(c, 2 * c));
+    for (int64_t l = o.stages - 1; l >= 0; --l) film->push_back(torch::nn::Linear(c, 2 * o.channels(l)));
+  }
+  if (o.prior_features > 0) {
+    // Starts as the smoothed reference mask thresholded at 1/2; appearance joins as training opens
+    // the gate.
+    prior_mix = register_parameter("prior_mix", torch::eye(o.prior_features));
+    prior_scale = register_parameter("prior_scale", torch::full({1}, 6.0));
+    prior_bias = register_parameter("prior_bias", torch::full({1}, -3.0));
+    appearance_gate = register_parameter("appearance_gate", torch::zeros({1}));
+  }
 }
 
-IrisOutput MaskDecoderImpl::forward(const std::vector<at::Tensor>& levels, const at::Tensor& task) {
-  const int64_t c = options.feature_channels(), m1 = options.tokens_per_class();
+IrisOutput MaskDecoderImpl::forward(const std::vector<at::Tensor>& levels, const at::Tensor& task,
+                                    const at::Tensor& prior_frequencies) {
+  const int64_t c = options.feature_channels(), m1 = options.feature_rows();
+  const int64_t rows = options.tokens_per_class();
   TORCH_CHECK(static_cast<int64_t>(levels.size()) == options.stages + 1,
               "mask decoder: expected ", options.stages + 1, " feature levels, got ", levels.size());
-  TORCH_CHECK(task.dim() == 4 && task.size(2) == m1 && task.size(3) == c,
-              "mask decoder: task embeddings must be [B, K, ", m1, ", ", c, "], got ", task.sizes());
+  TORCH_CHECK(task.dim() == 4 && task.size(2) == rows && task.size(3) == c,
+              "mask decoder: task embeddings must be [B, K, ", rows, ", ", c, "], got ", task.sizes());
   const at::Tensor& deepest = levels.back();  // [B, C, *s]
   const int64_t b = deepest.size(0), k = task.size(1);
   TORCH_CHECK(task.size(0) == b, "mask decoder: batch of task (", task.size(0),
@@ -67,24 +96,42 @@ IrisOutput MaskDecoderImpl::forward(const std::vector<at::Tensor>& levels, const
 
   // One token set for all classes; the slot embedding marks foreground vs context tokens and is
   // the same for every class, so permuting classes permutes the outputs and nothing else.
-  at::Tensor tokens = (task + token_type->weight.view({1, 1, m1, c})).reshape({b, k * m1, c});
+  at::Tensor tokens =
+      (task.narrow(2, 0, m1) + token_type->weight.view({1, 1, m1, c})).reshape({b, k * m1, c});
   at::Tensor features = deepest.flatten(2).transpose(1, 2);  // [B, N, C]
   for (const auto& layer : *layers) layer->as<DecoderLayer>()->forward(tokens, features);
 
   const at::Tensor summary = tokens.view({b, k, m1, c}).mean(2);  // [B, K, C]
   std::vector<int64_t> shape(deepest.sizes().begin(), deepest.sizes().end());
   at::Tensor x = features.transpose(1, 2).reshape(shape);
+  // Per-class path: the B·K rows are (batch, class) pairs, each modulated by its class summary.
+  const at::Tensor class_rows = summary.reshape({b * k, c});
+  auto per_class = [&](const at::Tensor& t) {
+    if (!options.class_film) return t;
+    std::vector<int64_t> expanded{b, k};
+    expanded.insert(expanded.end(), t.sizes().begin() + 1, t.sizes().end());
+    return t.unsqueeze(1).expand(expanded).flatten(0, 1);
+  };
+  if (options.class_film) x = modulate(per_class(x), *film[0]->as<torch::nn::Linear>(), class_rows);
   IrisOutput out;
   std::size_t aux = 0;
   for (std::size_t i = 0; i < up->size(); ++i) {
     const int64_t level = options.stages - 1 - static_cast<int64_t>(i);
     x = up[i]->as<Conv>()->forward(x);
-    x = fuse[i]->as<ResidualBlock>()->forward(at::cat({x, levels[level]}, 1));
+    x = fuse[i]->as<ResidualBlock>()->forward(at::cat({x, per_class(levels[level])}, 1));
+    if (options.class_film) x = modulate(x, *film[i + 1]->as<torch::nn::Linear>(), class_rows);
     if (options.deep_supervision && level > 0) {
-      out.auxiliary.push_back(class_logits(x, aux_embed[aux++]->as<Mlp>()->forward(summary)));
+      out.auxiliary.push_back(class_logits(x, aux_embed[aux++]->as<Mlp>()->forward(summary), options.class_film));
     }
   }
-  out.logits = class_logits(x, class_embed->forward(summary));
+  out.logits = class_logits(x, class_embed->forward(summary), options.class_film);
+  if (options.prior_features > 0) {
+    TORCH_CHECK(prior_frequencies.defined(), "mask decoder: the reference prior needs its frequencies");
+    const at::Tensor pooled = task.narrow(2, m1, rows - m1).reshape({b, k, -1}).narrow(2, 0, options.prior_features);
+    const std::vector<int64_t> size(out.logits.sizes().begin() + 2, out.logits.sizes().end());
+    const at::Tensor prior = fourier_render(at::matmul(pooled, prior_mix.t()), prior_frequencies, size);
+    out.logits = appearance_gate * out.logits + prior_scale * prior + prior_bias;
+  }
   return out;
 }
 

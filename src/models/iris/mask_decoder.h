@@ -33,7 +33,10 @@ struct IrisOutput {
 class MaskDecoderImpl : public torch::nn::Module {
  public:
   explicit MaskDecoderImpl(const IrisOptions& options);
-  IrisOutput forward(const std::vector<at::Tensor>& levels, const at::Tensor& task);
+  // levels: encoder features of the query; task: [B, K, tokens_per_class, C]; prior_frequencies:
+  // [d, P/2] when options.prior_features > 0
+  IrisOutput forward(const std::vector<at::Tensor>& levels, const at::Tensor& task,
+                     const at::Tensor& prior_frequencies = {});
   IrisOptions options;
   torch::nn::Embedding token_type{nullptr};  // foreground / context slot j, shared by classes
   torch::nn::ModuleList layers{nullptr};
@@ -41,6 +44,9 @@ class MaskDecoderImpl : public torch::nn::Module {
   torch::nn::ModuleList fuse{nullptr};    // residual blocks after concatenating the skip
   Mlp class_embed{nullptr};               // class summary -> pixel embedding (base channels)
   torch::nn::ModuleList aux_embed{nullptr};
+  torch::nn::ModuleList film{nullptr};  // class_film: summary -> (scale, shift), deepest first
+  // Reference prior: logits = gate · appearance + scale · φ(x)ᵀ W p_k + bias.
+  at::Tensor prior_mix, prior_scale, prior_bias, appearance_gate;
 };
 TORCH_MODULE(MaskDecoder);
 

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <sstream>
 
 #include "core/error.h"
 
@@ -122,6 +124,35 @@ void MemoryBank::load_state(const std::map<std::string, at::Tensor>& state) {
     loaded[key(ds, cls)] = std::move(entry);
   }
   entries_ = std::move(loaded);
+}
+
+MemoryBank read_memory_bank(const std::string& checkpoint_path) {
+  if (!std::filesystem::exists(checkpoint_path)) {
+    throw InputError(file_message(checkpoint_path, "no such checkpoint"));
+  }
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(checkpoint_path);
+    torch::serialize::InputArchive bank_archive;
+    if (!archive.try_read("memory_bank", bank_archive)) return MemoryBank();
+    c10::IValue v;
+    bank_archive.read("momentum", v);
+    MemoryBank bank(v.toDouble());
+    bank_archive.read("names", v);
+    std::istringstream names(v.toStringRef());
+    std::map<std::string, at::Tensor> entries;
+    int64_t i = 0;
+    for (std::string name; std::getline(names, name);) {
+      at::Tensor t;
+      bank_archive.read(fmt::format("t{}", i++), t);
+      entries[name] = t;
+    }
+    bank.load_state(entries);
+    return bank;
+  } catch (const c10::Error& e) {
+    throw InputError(file_message(checkpoint_path, std::string("cannot read the memory bank: ") +
+                                                       e.what_without_backtrace()));
+  }
 }
 
 }  // namespace iris::models

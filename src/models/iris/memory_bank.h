@@ -52,4 +52,9 @@ class MemoryBank {
   std::map<std::string, Entry> entries_;  // key(dataset, class) -> entry
 };
 
+// The bank saved inside an IRIS training checkpoint (its "memory_bank" archive: momentum, the
+// entry names one per line, tensors t0, t1, ... in that order); an empty bank when the checkpoint
+// has none. InputError naming the file when it cannot be read.
+MemoryBank read_memory_bank(const std::string& checkpoint_path);
+
 }  // namespace iris::models

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "models/iris/position.h"
+
 namespace iris::models {
 namespace {
 
@@ -60,7 +62,8 @@ TaskEncoderImpl::TaskEncoderImpl(const IrisOptions& o) : options(o) {
   mlp = register_module("mlp", Mlp(c, 4 * c, c));
 }
 
-at::Tensor TaskEncoderImpl::forward(const at::Tensor& features, const at::Tensor& masks) {
+at::Tensor TaskEncoderImpl::forward(const at::Tensor& features, const at::Tensor& masks,
+                                    const at::Tensor& prior_frequencies) {
   TORCH_CHECK(features.dim() == options.spatial_dims + 2 && masks.dim() == features.dim(),
               "task encoder: features [B, C, *s] and masks [B, K, *S] expected, got ",
               features.sizes(), " and ", masks.sizes());
@@ -81,7 +84,17 @@ at::Tensor TaskEncoderImpl::forward(const at::Tensor& features, const at::Tensor
   tokens = norm1->forward(tokens + cross_attn->forward(tokens, fused));
   tokens = norm2->forward(tokens + self_attn->forward(tokens, tokens));
   tokens = norm3->forward(tokens + mlp->forward(tokens));
-  return at::cat({foreground.unsqueeze(2), tokens.view({b, k, options.query_tokens, c})}, 2);
+  at::Tensor task = at::cat({foreground.unsqueeze(2), tokens.view({b, k, options.query_tokens, c})}, 2);
+  if (options.prior_features > 0) {
+    TORCH_CHECK(prior_frequencies.defined(), "task encoder: the reference prior needs its frequencies");
+    const at::Tensor pooled =
+        fourier_pool(masks, prior_frequencies, options.prior_frequency).to(task.scalar_type());  // [B, K, P]
+    const int64_t padded = options.prior_rows() * c;
+    task = at::cat({task, at::constant_pad_nd(pooled, {0, padded - options.prior_features})
+                              .view({b, k, options.prior_rows(), c})},
+                   2);
+  }
+  return task;
 }
 
 }  // namespace iris::models
