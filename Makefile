@@ -55,7 +55,7 @@ demo: build
 	$(IRIS) version
 	$(IRIS) doctor --runs $(DEMO_OUT)
 	$(IRIS) data inspect /usr/share/mricron/templates
-	rm -rf $(DEMO_OUT)/iris
+	rm -rf $(DEMO_OUT)/iris $(DEMO_OUT)/study
 	$(IRIS) demo --out $(DEMO_OUT)
 
 format:

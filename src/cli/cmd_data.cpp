@@ -45,7 +45,7 @@ std::function<int()> setup_data(CLI::App& app, const GlobalOptions& globals) {
 
   // synth surgical-video: deterministic synthetic clips in a native layout.
   struct SynthOptions {
-    std::string kind, out, layout = "endovis18", size = "320x256";
+    std::string kind, out, layout = "endovis18", size = "320x256", domain = "a";
     SyntheticVideoOptions video;
   };
   auto synth_options = std::make_shared<SynthOptions>();
@@ -64,6 +64,10 @@ std::function<int()> setup_data(CLI::App& app, const GlobalOptions& globals) {
   synth->add_option("--layout", synth_options->layout, "cholecseg8k | endovis17 | endovis18 | coco")
       ->capture_default_str();
   synth->add_option("--size", synth_options->size, "frame size WxH; volumes: voxels per side (64)")
+      ->capture_default_str();
+  synth
+      ->add_option("--domain", synth_options->domain,
+                   "surgical-video appearance: a | b (same scenes and classes, another look)")
       ->capture_default_str();
   // synth volumes: imagesTr/labelsTr NIfTI tree for IRIS.
   auto volume_counts = std::make_shared<std::pair<int64_t, int64_t>>(4, 3);  // cases, classes
@@ -120,6 +124,7 @@ std::function<int()> setup_data(CLI::App& app, const GlobalOptions& globals) {
         throw UsageError("--size: expected WxH such as 320x256, got '" + o.size + "'");
       }
       o.video.layout = parse_video_layout(o.layout);
+      o.video.domain = parse_synthetic_domain(o.domain);
       // `iris --seed S data synth ...` works too.
       if (synth->get_option("--seed")->count() == 0 && globals.seed) o.video.seed = *globals.seed;
       const int64_t n = write_synthetic_videos(o.video, o.out);

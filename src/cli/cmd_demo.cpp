@@ -1,7 +1,9 @@
 // The main job: IRIS trained in 2D-slice mode on the real MRI atlas (ch2bet with AAL regions as
 // training classes), then evaluated one-shot and as a context ensemble on structures it never
 // trained on (Brodmann areas, HarvardOxford cortex, JHU white matter), against the copied-reference
-// and untrained-network baselines.
+// and untrained-network baselines. Then the reduced surgical fine-tuning study (train/demo_study.h):
+// a small SAM2 pretrained on synthetic domain A, its baseline and recipes x prompt types on domain
+// B, and the insights report.
 #include "cli/cmd_demo.h"
 
 #include <CLI/CLI.hpp>
@@ -15,6 +17,7 @@
 #include "core/atomic_file.h"
 #include "core/build_info.h"
 #include "core/error.h"
+#include "train/demo_study.h"
 #if IRIS_HAVE_NIFTI
 #include "eval/iris_unseen_eval.h"
 #include "report/training_report.h"
@@ -22,18 +25,55 @@
 #endif
 
 namespace iris::cli {
+namespace {
+
+// Checked before any part runs, so a long IRIS part is not wasted on a refused study.
+void check_no_study(const std::string& out) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(out) / "study";
+  if (fs::exists(dir / "model" / "pretrained.safetensors") || fs::exists(dir / "insights")) {
+    throw InputError(file_message(
+        dir.string(), "a demo study exists already; choose another --out or remove it"));
+  }
+}
+
+// demo 3/3, under OUT/study (runs), OUT/study/insights (report) and OUT/study/study.md (table).
+int run_surgical_study(const std::string& out, const GlobalOptions& globals) {
+  const std::filesystem::path dir = std::filesystem::path(out) / "study";
+  DemoStudyOptions options;
+  options.seed = globals.seed.value_or(0);
+  options.device = globals.device;
+  // The study's tensors are tiny: a second thread buys little and costs run-to-run determinism.
+  options.threads = globals.threads > 0 ? globals.threads : 1;
+  spdlog::info(
+      "demo 3/3: surgical study: a small SAM2 pretrained on synthetic domain A, then its baseline "
+      "and {} recipes x {} prompt types fine-tuned on domain B",
+      options.recipes.size(), options.prompt_types.size());
+  const DemoStudyResult result = run_demo_study(dir.string(), options);
+  std::cout << "\n" << demo_study_markdown(result);
+  return 0;
+}
+
+}  // namespace
 
 std::function<int()> setup_demo(CLI::App& app, const GlobalOptions& globals) {
   struct Options {
     std::string out = "demo-out";
     bool full = false;
     int64_t iterations = 0;
+    bool skip_study = false, only_study = false;
   };
   auto options = std::make_shared<Options>();
-  app.add_option("--out", options->out, "output folder (runs under OUT/iris)")->capture_default_str();
+  app.add_option("--out", options->out, "output folder (OUT/iris, OUT/study)")->capture_default_str();
   app.add_flag("--full", options->full, "train longer (a few times the default)");
   app.add_option("--iterations", options->iterations, "training steps (overrides the preset)");
+  auto* skip = app.add_flag("--skip-study", options->skip_study,
+                            "run the IRIS part only (no surgical SAM2 study)");
+  app.add_flag("--only-study", options->only_study, "run the surgical SAM2 study only (OUT/study)")
+      ->excludes(skip);
   return [options, &globals]() -> int {
+    if (!options->skip_study) check_no_study(options->out);
+    if (options->only_study) return run_surgical_study(options->out, globals);
 #if IRIS_HAVE_NIFTI
     namespace fs = std::filesystem;
     const fs::path out = options->out;
@@ -49,13 +89,13 @@ std::function<int()> setup_demo(CLI::App& app, const GlobalOptions& globals) {
     config.run.threads = globals.threads;
     config.optim.iterations = options->iterations > 0 ? options->iterations : (options->full ? 1200 : 240);
     config.validation.every = std::max<int64_t>(1, config.optim.iterations / 6);
-    spdlog::info("demo 1/2: training IRIS on {} slices of the Colin27 atlas ({} steps)", config.data.label_map,
+    spdlog::info("demo 1/3: training IRIS on {} slices of the Colin27 atlas ({} steps)", config.data.label_map,
                  config.optim.iterations);
     const TrainResult trained = train_iris(config);
     const auto report_files = report::write_training_report(trained.run_dir);
     spdlog::info("training report: {}", report_files.markdown.string());
 
-    spdlog::info("demo 2/2: one-shot and context-ensemble segmentation of unseen structures");
+    spdlog::info("demo 2/3: one-shot and context-ensemble segmentation of unseen structures");
     const MricronAtlas atlas = load_mricron_atlas(config.data.atlas_dir, {"brodmann", "HarvardOxford-cort", "JHU-WhiteMatter"});
     models::IrisModel best = load_iris_checkpoint(trained.run_dir + "/checkpoints/best.pt", config.model.options);
     torch::manual_seed(static_cast<uint64_t>(config.run.seed));
@@ -69,7 +109,7 @@ std::function<int()> setup_demo(CLI::App& app, const GlobalOptions& globals) {
     write_file_atomic(fs::path(trained.run_dir) / "eval.json", unseen_results_json(results, eval_options).dump(2) + "\n");
     write_file_atomic(fs::path(trained.run_dir) / "eval.md", markdown);
     std::cout << markdown << fmt::format("\nrun folder: {}\n", trained.run_dir);
-    return 0;
+    return options->skip_study ? 0 : run_surgical_study(options->out, globals);
 #else
     throw NotAvailableError("the demo needs NIfTI support, which is off in this build (IRIS_WITH_NIFTI)");
 #endif

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <array>
+#include <cctype>
 #include <cmath>
 #include <numbers>
 
@@ -30,6 +33,65 @@ class Rng {
  private:
   uint64_t state_;
 };
+
+// A domain's appearance. Geometry, motion and labels come from the seed alone, so both domains
+// show the same scenes; domain A's values are the generator's original ones.
+using Rgb = std::array<double, 3>;
+struct Style {
+  Rgb tissue, tissue_texture, anatomy_a, anatomy_a_texture, anatomy_b, anatomy_b_texture;
+  double texture_scale;      // spatial frequency of the tissue texture
+  std::array<Rgb, 3> shaft;  // per instrument type
+  Rgb wrist, jaws;
+  double glint;    // specular streak strength on instruments
+  double blur;     // half the exposure, in frames
+  double falloff;  // light lost towards the rim of the field
+  bool tinted;     // the light's colour multiplies the image
+  Rgb light;
+  double noise;  // sensor noise amplitude (grey levels)
+};
+
+const Style& domain_style(SyntheticDomain d) {
+  static const Style a{.tissue = {185, 92, 82},
+                       .tissue_texture = {35, 22, 20},
+                       .anatomy_a = {125, 42, 38},
+                       .anatomy_a_texture = {25, 10, 8},
+                       .anatomy_b = {150, 158, 88},
+                       .anatomy_b_texture = {20, 22, 12},
+                       .texture_scale = 1.0,
+                       .shaft = {{{42, 42, 48}, {95, 95, 101}, {62, 62, 68}}},
+                       .wrist = {118, 118, 124},
+                       .jaws = {178, 178, 184},
+                       .glint = 0.85,
+                       .blur = 0.3,
+                       .falloff = 0.45,
+                       .tinted = false,
+                       .light = {1, 1, 1},
+                       .noise = 4.0};
+  // Another hospital's tower: cool light, finer and paler tissue, polished instruments with
+  // dark joints and brass jaws, a longer exposure and a noisier sensor.
+  static const Style b{.tissue = {222, 160, 150},
+                       .tissue_texture = {28, 30, 30},
+                       .anatomy_a = {150, 70, 92},
+                       .anatomy_a_texture = {30, 18, 22},
+                       .anatomy_b = {200, 186, 120},
+                       .anatomy_b_texture = {26, 22, 14},
+                       .texture_scale = 2.6,
+                       .shaft = {{{196, 200, 206}, {160, 168, 176}, {214, 214, 220}}},
+                       .wrist = {52, 52, 60},
+                       .jaws = {196, 150, 70},
+                       .glint = 0.5,
+                       .blur = 0.6,
+                       .falloff = 0.2,
+                       .tinted = true,
+                       .light = {0.78, 1.0, 1.08},
+                       .noise = 10.0};
+  return d == SyntheticDomain::kB ? b : a;
+}
+
+at::Tensor rgb(double r, double g, double b);
+at::Tensor rgb(const Rgb& c) {
+  return rgb(c[0], c[1], c[2]);
+}
 
 uint64_t mix(uint64_t a, uint64_t b) {
   return Rng(a * 0x100000001B3ULL ^ (b + 0x51ED27ULL)).next();
@@ -190,9 +252,22 @@ at::Tensor rgb(double r, double g, double b) {
 
 }  // namespace
 
+SyntheticDomain parse_synthetic_domain(const std::string& name) {
+  std::string n = name;
+  std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (n == "a") return SyntheticDomain::kA;
+  if (n == "b") return SyntheticDomain::kB;
+  throw InputError(fmt::format("unknown synthetic domain '{}' (expected a or b)", name));
+}
+
+const char* synthetic_domain_name(SyntheticDomain domain) {
+  return domain == SyntheticDomain::kB ? "b" : "a";
+}
+
 SyntheticFrame render_synthetic_frame(const SyntheticVideoOptions& o, int64_t video, int64_t t) {
   TORCH_CHECK(o.width >= 16 && o.height >= 16, "synthetic frames need at least 16x16 pixels");
   const Scene s = make_scene(o, video);
+  const Style& st = domain_style(o.domain);
   const double w = static_cast<double>(o.width);
   const double h = static_cast<double>(o.height);
   const auto fopt = at::TensorOptions().dtype(at::kFloat);
@@ -206,7 +281,8 @@ SyntheticFrame render_synthetic_frame(const SyntheticVideoOptions& o, int64_t vi
   auto texture = at::zeros({o.height, o.width}, fopt);
   double norm = 0;
   for (const auto& wave : s.waves) {
-    texture += wave.amplitude * at::sin(wx * wave.fx + wy * wave.fy + wave.phase);
+    texture += wave.amplitude * at::sin(wx * (wave.fx * st.texture_scale) +
+                                        wy * (wave.fy * st.texture_scale) + wave.phase);
     norm += wave.amplitude;
   }
   texture = (texture / norm).unsqueeze(2);  // [H, W, 1] in -1..1
@@ -216,9 +292,11 @@ SyntheticFrame render_synthetic_frame(const SyntheticVideoOptions& o, int64_t vi
   const auto in_b = blob_mask(s.b, wx, wy);
   parts.masked_fill_(in_a, kPartAnatomyA);
   parts.masked_fill_(in_b, kPartAnatomyB);
-  auto scene = rgb(185, 92, 82) + texture * rgb(35, 22, 20);
-  scene = at::where(in_a.unsqueeze(2), rgb(125, 42, 38) + texture * rgb(25, 10, 8), scene);
-  scene = at::where(in_b.unsqueeze(2), rgb(150, 158, 88) + texture * rgb(20, 22, 12), scene);
+  auto scene = rgb(st.tissue) + texture * rgb(st.tissue_texture);
+  scene =
+      at::where(in_a.unsqueeze(2), rgb(st.anatomy_a) + texture * rgb(st.anatomy_a_texture), scene);
+  scene =
+      at::where(in_b.unsqueeze(2), rgb(st.anatomy_b) + texture * rgb(st.anatomy_b_texture), scene);
   // Wet tissue: small specular spots that flicker.
   for (const auto& spot : s.spots) {
     const auto g =
@@ -230,7 +308,8 @@ SyntheticFrame render_synthetic_frame(const SyntheticVideoOptions& o, int64_t vi
   // Instruments, later ones on top; motion blur averages five instants around t.
   const double cx = w / 2;
   const double cy = h / 2;
-  const std::array<double, 5> instants{tf - 0.3, tf - 0.15, tf, tf + 0.15, tf + 0.3};
+  const std::array<double, 5> instants{tf - st.blur, tf - st.blur / 2, tf, tf + st.blur / 2,
+                                       tf + st.blur};
   auto image = at::zeros({o.height, o.width, 3}, fopt);
   auto instance = at::zeros({o.height, o.width}, at::kLong);
   for (const double ti : instants) {
@@ -239,12 +318,11 @@ SyntheticFrame render_synthetic_frame(const SyntheticVideoOptions& o, int64_t vi
       const auto& ins = s.instruments[i];
       const auto pose = pose_instrument(ins, ti, cx, cy, xs, ys);
       if (!pose.present) continue;
-      const double base = ins.type == 1 ? 95 : (ins.type == 2 ? 62 : 42);
-      auto colour = at::where((pose.part == kPartShaft).unsqueeze(2), rgb(base, base, base + 6),
-                              at::where((pose.part == kPartWrist).unsqueeze(2), rgb(118, 118, 124),
-                                        rgb(178, 178, 184)));
+      auto colour =
+          at::where((pose.part == kPartShaft).unsqueeze(2), rgb(st.shaft[ins.type]),
+                    at::where((pose.part == kPartWrist).unsqueeze(2), rgb(st.wrist), rgb(st.jaws)));
       colour = colour * pose.shade.unsqueeze(2);
-      colour = colour + (255 - colour) * (0.85 * pose.glint).unsqueeze(2);
+      colour = colour + (255 - colour) * (st.glint * pose.glint).unsqueeze(2);
       const auto m = (pose.part > 0).unsqueeze(2);
       composite = at::where(m, colour, composite);
       if (ti == tf) {
@@ -258,7 +336,8 @@ SyntheticFrame render_synthetic_frame(const SyntheticVideoOptions& o, int64_t vi
   // The endoscope's round field: light falls off towards its rim, black outside.
   const auto e = ((xs - cx) / (0.62 * w)).pow(2) + ((ys - cy) / (0.72 * h)).pow(2);
   const auto border = e > 1;
-  image = image * (1 - 0.45 * e.clamp_max(1)).unsqueeze(2);
+  image = image * (1 - st.falloff * e.clamp_max(1)).unsqueeze(2);
+  if (st.tinted) image = image * rgb(st.light);
   image = at::where(border.unsqueeze(2), rgb(4, 4, 4), image);
   parts.masked_fill_(border, kPartBorder);
   instance.masked_fill_(border, 0);
@@ -266,7 +345,7 @@ SyntheticFrame render_synthetic_frame(const SyntheticVideoOptions& o, int64_t vi
   // Sensor noise from the clip's own generator.
   Rng rng(mix(mix(o.seed, static_cast<uint64_t>(video)), static_cast<uint64_t>(t) + 7919));
   std::vector<float> noise(static_cast<std::size_t>(o.height * o.width * 3));
-  for (auto& v : noise) v = static_cast<float>(rng.uniform(-4.0, 4.0));
+  for (auto& v : noise) v = static_cast<float>(rng.uniform(-st.noise, st.noise));
   image = image + at::tensor(noise).view({o.height, o.width, 3});
 
   SyntheticFrame f;

@@ -2,17 +2,27 @@
 // endoscope (dark corners), two anatomy regions, and instruments (shaft, wrist, two jaws) that
 // enter and leave the field, move, rotate, open their jaws and occlude each other, with specular
 // highlights and motion blur. Written in a native layout so the dataset adapters read it back.
+// Two visual domains share the scene geometry and the classes: A (warm light, dark instruments)
+// and B (cool light, fine tissue texture, bright metallic instruments, more blur and noise), so a
+// model trained on one meets a domain shift on the other.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
 #include <vector>
 
 #include "data/video_dataset.h"
 
 namespace iris {
+
+enum class SyntheticDomain { kA, kB };
+
+// "a" or "b" (case-insensitive); throws InputError otherwise.
+SyntheticDomain parse_synthetic_domain(const std::string& name);
+const char* synthetic_domain_name(SyntheticDomain domain);
 
 struct SyntheticVideoOptions {
   int64_t videos = 2;
@@ -22,6 +32,7 @@ struct SyntheticVideoOptions {
   int64_t instruments = 3;  // per video, 1..4
   uint64_t seed = 0;
   VideoLayout layout = VideoLayout::kEndoVis18;
+  SyntheticDomain domain = SyntheticDomain::kA;  // appearance only: same scenes, same labels
 };
 
 // Scene parts of one rendered frame, before any dataset's class table.
