@@ -250,6 +250,7 @@ DemoStudyResult run_demo_study(const std::string& out_dir, const DemoStudyOption
     c.data.val = b_val.string();
     c.data.clip_length = o.clip_length;
     c.data.clip_stride = o.clip_length;
+    c.baseline = run.baseline;  // marked in its config, as every baseline run
     c.train.max_epochs = run.baseline ? 0 : o.epochs;
     c.train.lr = o.lr;
     c.train.grad_clip = 1.0;

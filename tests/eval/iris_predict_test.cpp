@@ -69,7 +69,7 @@ void write_checkpoint(const fs::path& path, const models::IrisOptions& o) {
 void write_config(const fs::path& path, int64_t dims) {
   write_file_atomic(path,
                     fmt::format("model:\n  spatial_dims: {}\n  base_channels: 4\n  stages: 2\n"
-                                "  query_tokens: 3\n  heads: 2\n  decoder_layers: 1\n"
+                                "  query_tokens: 3\n  heads: 2\n  decoder_layers: 1\n  prior_features: 0\n"
                                 "data:\n  label_map: aal\n  slice_size: 32\n",
                                 dims));
 }
