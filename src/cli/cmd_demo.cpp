@@ -87,7 +87,7 @@ std::function<int()> setup_demo(CLI::App& app, const GlobalOptions& globals) {
     config.run.seed = globals.seed.value_or(0);
     config.run.device = globals.device;
     config.run.threads = globals.threads;
-    config.optim.iterations = options->iterations > 0 ? options->iterations : (options->full ? 1200 : 240);
+    config.optim.iterations = options->iterations > 0 ? options->iterations : (options->full ? 4000 : 1500);
     config.validation.every = std::max<int64_t>(1, config.optim.iterations / 6);
     spdlog::info("demo 1/3: training IRIS on {} slices of the Colin27 atlas ({} steps)", config.data.label_map,
                  config.optim.iterations);
