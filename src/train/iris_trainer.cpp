@@ -78,16 +78,7 @@ void save_checkpoint(const models::IrisModel& model, torch::optim::Optimizer& op
     std::lock_guard<std::mutex> lock(generator.mutex());
     archive.write("rng/torch_cpu", generator.get_state());
   }
-  torch::serialize::OutputArchive bank_archive;
-  std::string names;
-  int64_t i = 0;
-  for (const auto& [name, tensor] : bank.state()) {
-    names += name + "\n";
-    bank_archive.write(fmt::format("t{}", i++), tensor);
-  }
-  bank_archive.write("names", c10::IValue(names));
-  bank_archive.write("momentum", c10::IValue(bank.momentum()));
-  archive.write("memory_bank", bank_archive);
+  models::save_memory_bank(bank, archive);
   std::ostringstream bytes;
   archive.save_to(bytes);
   write_file_atomic(path, bytes.str());
@@ -125,20 +116,7 @@ TrainState load_checkpoint(const fs::path& path, models::IrisModel& model,
       std::lock_guard<std::mutex> lock(generator.mutex());
       generator.set_state(torch_state);
     }
-    torch::serialize::InputArchive bank_archive;
-    archive.read("memory_bank", bank_archive);
-    bank_archive.read("momentum", v);
-    bank = models::MemoryBank(v.toDouble());
-    bank_archive.read("names", v);
-    std::istringstream names(v.toStringRef());
-    std::map<std::string, at::Tensor> entries;
-    int64_t i = 0;
-    for (std::string name; std::getline(names, name);) {
-      at::Tensor t;
-      bank_archive.read(fmt::format("t{}", i++), t);
-      entries[name] = t;
-    }
-    bank.load_state(entries);
+    bank = models::load_memory_bank(archive);
   } catch (const c10::Error& e) {
     throw InputError(file_message(path.string(), std::string("not a resumable IRIS checkpoint: ") +
                                                      e.what_without_backtrace()));

@@ -126,6 +126,38 @@ void MemoryBank::load_state(const std::map<std::string, at::Tensor>& state) {
   entries_ = std::move(loaded);
 }
 
+void save_memory_bank(const MemoryBank& bank, torch::serialize::OutputArchive& archive) {
+  torch::serialize::OutputArchive bank_archive;
+  std::string names;
+  int64_t i = 0;
+  for (const auto& [name, tensor] : bank.state()) {
+    names += name + "\n";
+    bank_archive.write(fmt::format("t{}", i++), tensor);
+  }
+  bank_archive.write("names", c10::IValue(names));
+  bank_archive.write("momentum", c10::IValue(bank.momentum()));
+  archive.write("memory_bank", bank_archive);
+}
+
+MemoryBank load_memory_bank(torch::serialize::InputArchive& archive) {
+  torch::serialize::InputArchive bank_archive;
+  archive.read("memory_bank", bank_archive);
+  c10::IValue v;
+  bank_archive.read("momentum", v);
+  MemoryBank bank(v.toDouble());
+  bank_archive.read("names", v);
+  std::istringstream names(v.toStringRef());
+  std::map<std::string, at::Tensor> entries;
+  int64_t i = 0;
+  for (std::string name; std::getline(names, name);) {
+    at::Tensor t;
+    bank_archive.read(fmt::format("t{}", i++), t);
+    entries[name] = t;
+  }
+  bank.load_state(entries);
+  return bank;
+}
+
 MemoryBank read_memory_bank(const std::string& checkpoint_path) {
   if (!std::filesystem::exists(checkpoint_path)) {
     throw InputError(file_message(checkpoint_path, "no such checkpoint"));
@@ -135,20 +167,7 @@ MemoryBank read_memory_bank(const std::string& checkpoint_path) {
     archive.load_from(checkpoint_path);
     torch::serialize::InputArchive bank_archive;
     if (!archive.try_read("memory_bank", bank_archive)) return MemoryBank();
-    c10::IValue v;
-    bank_archive.read("momentum", v);
-    MemoryBank bank(v.toDouble());
-    bank_archive.read("names", v);
-    std::istringstream names(v.toStringRef());
-    std::map<std::string, at::Tensor> entries;
-    int64_t i = 0;
-    for (std::string name; std::getline(names, name);) {
-      at::Tensor t;
-      bank_archive.read(fmt::format("t{}", i++), t);
-      entries[name] = t;
-    }
-    bank.load_state(entries);
-    return bank;
+    return load_memory_bank(archive);
   } catch (const c10::Error& e) {
     throw InputError(file_message(checkpoint_path, std::string("cannot read the memory bank: ") +
                                                        e.what_without_backtrace()));

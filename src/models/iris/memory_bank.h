@@ -9,6 +9,11 @@
 #include <string>
 #include <vector>
 
+namespace torch::serialize {
+class InputArchive;
+class OutputArchive;
+}  // namespace torch::serialize
+
 namespace iris::models {
 
 class MemoryBank {
@@ -56,5 +61,10 @@ class MemoryBank {
 // entry names one per line, tensors t0, t1, ... in that order); an empty bank when the checkpoint
 // has none. InputError naming the file when it cannot be read.
 MemoryBank read_memory_bank(const std::string& checkpoint_path);
+
+// The bank inside a checkpoint archive (key "memory_bank": momentum, names, t0..tN), as `iris
+// train` writes it. load_memory_bank throws c10::Error when the archive holds no bank.
+void save_memory_bank(const MemoryBank& bank, torch::serialize::OutputArchive& archive);
+MemoryBank load_memory_bank(torch::serialize::InputArchive& archive);
 
 }  // namespace iris::models
