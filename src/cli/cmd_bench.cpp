@@ -23,6 +23,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/resources.h"
+#include "core/stats.h"
 #include "data/augment.h"
 #include "data/clips.h"
 #include "data/episodes.h"
@@ -58,13 +59,6 @@ struct BenchRow {
   std::string detail;                               // free text for the table's last column
   nlohmann::json extra = nlohmann::json::object();  // further JSON fields of the row
 };
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0.0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 struct Sam2BenchOptions {
   std::vector<std::string> sizes{"tiny"};

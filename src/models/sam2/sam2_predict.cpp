@@ -10,6 +10,7 @@
 #include "core/atomic_file.h"
 #include "core/build_info.h"
 #include "core/error.h"
+#include "core/stats.h"
 #include "core/progress.h"
 #include "io/image_io.h"
 #include "models/sam2/video_predictor.h"
@@ -37,12 +38,6 @@ std::vector<float> parse_numbers(const std::string& text, const std::string& wha
     }
   }
   return values;
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0.0;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
 // Distinct colours for object ids (RGB).
