@@ -202,6 +202,8 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
             "Fourier features of the reference prior (0: off; reference and query share a frame)");
     m.field("prior_frequency", o.prior_frequency,
             "std of the prior's frequencies over [-1, 1] coordinates (higher: sharper)");
+    m.field("prior_frame", o.prior_frame,
+            "the prior follows each image's foreground frame by a learned amount (shift and scale)");
   });
   v.section("data", [&](ConfigVisitor& d) {
     d.field("atlas_dir", data.atlas_dir, "mricron templates folder");

@@ -22,7 +22,7 @@ struct IrisTrainConfig {
   RunOptions run;
   struct Model {
     std::string name = "iris";
-    models::IrisOptions options{2, 1, 8, 3, 8, 4, 1, false, true, true, 1024, 8.0};
+    models::IrisOptions options{2, 1, 8, 3, 8, 4, 1, false, true, true, 1024, 8.0, false};
   } model;
   struct Data {
     std::string atlas_dir = "/usr/share/mricron/templates";
