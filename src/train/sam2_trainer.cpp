@@ -95,7 +95,7 @@ void Sam2TrainConfig::visit(ConfigVisitor& v) {
     t.choice("schedule", train.schedule, {"cosine", "exponential", "constant"}, "decay after warmup");
     t.field("final_lr_ratio", train.final_lr_ratio, "learning rate at the end / peak");
     t.field("grad_clip", train.grad_clip, "max gradient norm (0: off)");
-    t.field("grad_accum", train.grad_accum, "clips per optimiser step");
+    t.field("grad_accum", train.grad_accum, "clips per optimiser step, over all ranks");
     t.choice("feature_cache", train.feature_cache, {"auto", "off", "memory", "disk"},
              "frozen-encoder features reused across epochs (auto: memory when the encoder is "
              "frozen and frames are not augmented; disk: also across runs)");
