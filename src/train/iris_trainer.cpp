@@ -89,8 +89,8 @@ EpisodeData atlas_episodes(const IrisTrainConfig& config) {
                                                          d.slice_size, d.min_area);
   const SliceDataset val_data(atlas->image, labels.labels, val_slices, d.slice_size, d.min_area);
   const std::vector<int64_t> classes = train_data->episode_classes();
-  SliceEpisodeOptions episode_options{d.classes_per_episode, d.min_area,
-                                      d.absent_query_probability, d.min_slice_gap};
+  SliceEpisodeOptions episode_options{d.classes_per_episode, d.min_area, d.absent_query_probability,
+                                      d.min_slice_gap};
   SliceEpisodeOptions train_options = episode_options;
   train_options.joint_shift = d.joint_shift;
   train_options.joint_flip = d.joint_flip;
@@ -129,8 +129,8 @@ EpisodeData synthetic_volume_episodes(const IrisTrainConfig& config) {
     (c < d.volumes ? train_images : val_images).push_back(std::move(v.image));
     (c < d.volumes ? train_labels : val_labels).push_back(std::move(v.labels));
   }
-  auto train_data = std::make_shared<const VolumeEpisodeSampler>(train_images, train_labels,
-                                                                 d.min_area);
+  auto train_data =
+      std::make_shared<const VolumeEpisodeSampler>(train_images, train_labels, d.min_area);
   const VolumeEpisodeSampler val_data(val_images, val_labels, d.min_area);
   const std::vector<int64_t> classes = train_data->episode_classes();
   if (classes.empty() || val_data.episode_classes().empty()) {
@@ -149,9 +149,8 @@ EpisodeData synthetic_volume_episodes(const IrisTrainConfig& config) {
         to_episode_batch(val_data.sample(val_rng, val_data.episode_classes(), patch_options)));
   }
   data.summary = fmt::format(
-      "{} train volumes, {} validation volumes of {}^3 voxels, patches {}, {} classes",
-      d.volumes, d.validation_volumes, d.volume_size, fmt::join(d.patch_size, "x"),
-      classes.size());
+      "{} train volumes, {} validation volumes of {}^3 voxels, patches {}, {} classes", d.volumes,
+      d.validation_volumes, d.volume_size, fmt::join(d.patch_size, "x"), classes.size());
   data.sample = [train_data, classes, patch_options,
                  augment = d.patch_augment](std::mt19937_64& rng) {
     PatchEpisode e = train_data->sample(rng, classes, patch_options);
@@ -172,7 +171,8 @@ void check_iris_train_config(const IrisTrainConfig& config) {
   if (o.spatial_dims == 2) {
     if (d.source != "atlas") {
       throw ConfigError(fmt::format(
-          "data.source: {} is for model.spatial_dims: 3 (2D slices come from the atlas)", d.source));
+          "data.source: {} is for model.spatial_dims: 3 (2D slices come from the atlas)",
+          d.source));
     }
     if (d.slice_size % stride != 0) {
       throw ConfigError(fmt::format("data.slice_size {} must be divisible by 2^model.stages = {}",
@@ -189,8 +189,8 @@ void check_iris_train_config(const IrisTrainConfig& config) {
         "query patch could only come from the reference's own structure)");
   }
   if (d.patch_size.size() != 3) {
-    throw ConfigError(fmt::format("data.patch_size: expected [D, H, W], got {} values",
-                                  d.patch_size.size()));
+    throw ConfigError(
+        fmt::format("data.patch_size: expected [D, H, W], got {} values", d.patch_size.size()));
   }
   for (const int64_t n : d.patch_size) {
     if (n < 1 || n % stride != 0) {
@@ -396,7 +396,8 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
              "label map whose classes train the model");
     d.field("slice_size", data.slice_size, "axial slices are padded square and resized to this");
     d.field("classes_per_episode", data.classes_per_episode, "classes per episode (K)");
-    d.field("min_area", data.min_area, "pixels for a class to count as present on a slice");
+    d.field("min_area", data.min_area,
+            "pixels (3D: voxels) for a class to count as present on a slice (3D: patch)");
     d.field("validation_every_nth_slice", data.validation_every_nth_slice,
             "slices k with k % n == 0 are held out for validation");
     d.field("absent_query_probability", data.absent_query_probability,
@@ -497,8 +498,8 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
   const dist::BatchShard shard = dist::shard_batch(config.optim.batch, rank, world_size);
 
   // Data: 2D atlas slices or 3D patches of synthetic volumes, with fixed validation episodes.
-  const EpisodeData data = o.spatial_dims == 3 ? synthetic_volume_episodes(config)
-                                               : atlas_episodes(config);
+  const EpisodeData data =
+      o.spatial_dims == 3 ? synthetic_volume_episodes(config) : atlas_episodes(config);
   spdlog::info("IRIS training: {}; run folder {}", data.summary,
                run ? run->path().string() : "(rank 0's)");
 
@@ -656,8 +657,7 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
       for (int64_t k = 0; k < step_classes.size(1); ++k) {
         const auto value = static_cast<int64_t>(step_classes[i][k].item<double>()) - 1;
         if (value < 0) continue;
-        bank.update(data.dataset, data.class_name(value),
-                    step_embeddings[i][k].to(at::kFloat));
+        bank.update(data.dataset, data.class_name(value), step_embeddings[i][k].to(at::kFloat));
       }
     }
     if (config.optim.grad_clip > 0)

@@ -46,7 +46,7 @@ struct IrisTrainConfig {
     int64_t volume_classes = 5;      // organ labels per volume
     int64_t volume_seed = 0;         // the volumes depend on this, not on run.seed
     std::vector<int64_t> patch_size{32, 32, 32};  // [D, H, W]
-    bool patch_augment = true;  // flips, intensity and noise, drawn per patch
+    bool patch_augment = true;                    // flips, intensity and noise, drawn per patch
   } data;
   struct Optim {
     std::string name = "adamw";

@@ -36,13 +36,12 @@ void LambParamState::serialize(torch::serialize::InputArchive& archive) {
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(at::Tensor, exp_avg_sq);
 }
 
-Lamb::Lamb(const std::vector<torch::optim::OptimizerParamGroup>& param_groups,
-           LambOptions defaults)
+Lamb::Lamb(const std::vector<torch::optim::OptimizerParamGroup>& param_groups, LambOptions defaults)
     : Optimizer(param_groups, std::make_unique<LambOptions>(defaults)) {
   const auto [beta1, beta2] = defaults.betas();
   if (defaults.lr() < 0 || defaults.eps() < 0 || defaults.weight_decay() < 0 ||
-      defaults.max_weight_norm() < 0 || defaults.max_trust_ratio() < 0 || beta1 < 0 ||
-      beta1 >= 1 || beta2 < 0 || beta2 >= 1) {
+      defaults.max_weight_norm() < 0 || defaults.max_trust_ratio() < 0 || beta1 < 0 || beta1 >= 1 ||
+      beta2 < 0 || beta2 >= 1) {
     throw ConfigError(
         "Lamb: lr, eps, weight_decay and the clamps must be >= 0 and betas in [0, 1)");
   }
@@ -92,8 +91,12 @@ at::Tensor Lamb::step(LossClosure closure) {
   return loss;
 }
 
-void Lamb::save(torch::serialize::OutputArchive& archive) const { serialize(*this, archive); }
+void Lamb::save(torch::serialize::OutputArchive& archive) const {
+  serialize(*this, archive);
+}
 
-void Lamb::load(torch::serialize::InputArchive& archive) { serialize(*this, archive); }
+void Lamb::load(torch::serialize::InputArchive& archive) {
+  serialize(*this, archive);
+}
 
 }  // namespace iris

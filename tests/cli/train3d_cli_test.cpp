@@ -63,11 +63,11 @@ TEST(TrainCli, PatchPresetTrainsAFewStepsIn3D) {
   std::ifstream config_in(run / "config.yaml");
   const std::string config((std::istreambuf_iterator<char>(config_in)), {});
   EXPECT_NE(config.find("spatial_dims: 3"), std::string::npos);
-  EXPECT_NE(config.find("source: synthetic"), std::string::npos);
-  EXPECT_NE(config.find("name: lamb"), std::string::npos);
+  EXPECT_NE(config.find("source: \"synthetic\""), std::string::npos);
+  EXPECT_NE(config.find("name: \"lamb\""), std::string::npos);
 
-  const auto again = test::run_command(test::iris_binary() + " train --resume '" +
-                                       run.string() + "' --threads 1 -q --no-report");
+  const auto again = test::run_command(test::iris_binary() + " train --resume '" + run.string() +
+                                       "' --threads 1 -q --no-report");
   ASSERT_EQ(again.exit_code, 0) << again.output;
   EXPECT_NE(again.output.find("nothing to resume"), std::string::npos) << again.output;
 }

@@ -81,8 +81,8 @@ void run_against_reference(const LambOptions& options, const RefOptions& ref_opt
   std::vector<RefParam> ref;
   for (const auto& [values, shape] : init) {
     params.push_back(as_tensor(values, shape).requires_grad_(true));
-    ref.push_back({values, std::vector<double>(values.size(), 0.0),
-                   std::vector<double>(values.size(), 0.0)});
+    ref.push_back(
+        {values, std::vector<double>(values.size(), 0.0), std::vector<double>(values.size(), 0.0)});
   }
   Lamb lamb(params, options);
   for (int64_t t = 1; t <= 6; ++t) {
@@ -128,9 +128,9 @@ TEST(Lamb, SavedAndLoadedStateContinuesExactly) {
   Lamb first(a, options);
   auto step = [](Lamb& lamb, std::vector<at::Tensor>& params, int64_t t) {
     for (std::size_t k = 0; k < params.size(); ++k) {
-      params[k].mutable_grad() = as_tensor(gradient(static_cast<int64_t>(k), t, params[k].numel()),
-                                           params[k].sizes())
-                                     .to(torch::kFloat);
+      params[k].mutable_grad() =
+          as_tensor(gradient(static_cast<int64_t>(k), t, params[k].numel()), params[k].sizes())
+              .to(torch::kFloat);
     }
     lamb.step();
   };

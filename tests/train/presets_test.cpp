@@ -38,8 +38,8 @@ TEST(IrisPresets, EveryPresetLoadsAndBuildsItsModel) {
   const auto presets = iris_presets();
   std::vector<std::string> names;
   for (const auto& p : presets) names.push_back(p.stem().string());
-  for (const char* expected : {"atlas_2d_tiny", "atlas_2d_small", "patch_3d_tiny", "patch_3d_small",
-                               "patch_3d_paper"}) {
+  for (const char* expected :
+       {"atlas_2d_tiny", "atlas_2d_small", "patch_3d_tiny", "patch_3d_small", "patch_3d_paper"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), expected), names.end()) << expected;
   }
   test::TempDir dir;

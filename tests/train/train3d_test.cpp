@@ -20,11 +20,11 @@ namespace {
 #if IRIS_HAVE_NIFTI
 
 IrisTrainConfig patch_config(const fs::path& root, std::vector<std::string> overrides = {}) {
-  std::vector<std::string> all{"run.root=" + root.string(), "run.name=patch", "run.threads=1",
-                               "data.volume_size=24",       "data.volumes=3",
-                               "data.patch_size=[8,16,16]", "optim.iterations=3",
-                               "optim.batch=2",             "validation.every=2",
-                               "validation.episodes=2"};
+  std::vector<std::string> all{
+      "run.root=" + root.string(), "run.name=patch", "run.threads=1",
+      "data.volume_size=24",       "data.volumes=3", "data.patch_size=[8,16,16]",
+      "optim.iterations=3",        "optim.batch=2",  "validation.every=2",
+      "validation.episodes=2"};
   all.insert(all.end(), overrides.begin(), overrides.end());
   return load_config<IrisTrainConfig>(
       {std::string(IRIS_SOURCE_DIR) + "/configs/iris/patch_3d_tiny.yaml", all});
@@ -49,9 +49,9 @@ TEST(IrisTrainer3D, TrainsOnPatchesOfSyntheticVolumes) {
   const auto rows = run.read_metrics();
   ASSERT_EQ(rows.size(), 3u + 2u) << "3 step rows and validations at steps 2 and 3";
   // The fields of the 2D trainer's rows.
-  const std::set<std::string> step_keys{"step",           "train/loss",      "train/dice",
-                                        "lr",             "time/data_ms",    "time/compute_ms",
-                                        "samples_per_s",  "memory/peak_rss_mb"};
+  const std::set<std::string> step_keys{
+      "step",         "train/loss",      "train/dice",    "lr",
+      "time/data_ms", "time/compute_ms", "samples_per_s", "memory/peak_rss_mb"};
   const std::set<std::string> val_keys{"step", "val/loss", "val/dice", "val/dice_per_class"};
   EXPECT_EQ(keys(rows[0]), step_keys);
   EXPECT_EQ(keys(rows[2]), val_keys);
@@ -71,8 +71,8 @@ TEST(IrisTrainer3D, TrainsOnPatchesOfSyntheticVolumes) {
   EXPECT_EQ(again.data.source, "synthetic");
   EXPECT_EQ(again.data.patch_size, (std::vector<int64_t>{8, 16, 16}));
   EXPECT_EQ(again.optim.name, "lamb");
-  const auto model = load_iris_checkpoint((run.checkpoints_dir() / "best.pt").string(),
-                                          again.model.options);
+  const auto model =
+      load_iris_checkpoint((run.checkpoints_dir() / "best.pt").string(), again.model.options);
   EXPECT_EQ(model->options.spatial_dims, 3);
 }
 
@@ -80,8 +80,8 @@ TEST(IrisTrainer3D, SameSeedSameRunAndTheVolumesDependOnVolumeSeedOnly) {
   test::TempDir dir;
   auto a = patch_config(dir.path(), {"run.name=a", "optim.iterations=2", "validation.every=0"});
   auto b = patch_config(dir.path(), {"run.name=b", "optim.iterations=2", "validation.every=0"});
-  auto c = patch_config(dir.path(), {"run.name=c", "optim.iterations=2", "validation.every=0",
-                                     "data.volume_seed=5"});
+  auto c = patch_config(
+      dir.path(), {"run.name=c", "optim.iterations=2", "validation.every=0", "data.volume_seed=5"});
   const TrainResult ra = train_iris(a), rb = train_iris(b), rc = train_iris(c);
   EXPECT_EQ(ra.final_train_loss, rb.final_train_loss);
   EXPECT_NE(ra.final_train_loss, rc.final_train_loss);
@@ -101,8 +101,7 @@ TEST(IrisTrainer3D, ConfigErrorsNameTheKey) {
   expect_error(patch_config(dir.path(), {"data.source=atlas"}), "data.source");
   expect_error(patch_config(dir.path(), {"data.patch_size=[8,12,16]"}), "data.patch_size");
   expect_error(patch_config(dir.path(), {"data.patch_size=[8,16]"}), "data.patch_size");
-  expect_error(patch_config(dir.path(), {"data.validation_volumes=1"}),
-               "data.validation_volumes");
+  expect_error(patch_config(dir.path(), {"data.validation_volumes=1"}), "data.validation_volumes");
   expect_error(patch_config(dir.path(), {"model.spatial_dims=2"}), "data.source");
   expect_error(patch_config(dir.path(), {"model.spatial_dims=4"}), "model.spatial_dims");
   EXPECT_NO_THROW(check_iris_train_config(patch_config(dir.path())));
