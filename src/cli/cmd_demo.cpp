@@ -1,15 +1,15 @@
 // The main job: IRIS trained in 2D-slice mode on the real MRI atlas (ch2bet with AAL regions as
 // training classes), then evaluated one-shot and as a context ensemble on structures it never
 // trained on (Brodmann areas, HarvardOxford cortex, JHU white matter), against the copied-reference
-// and untrained-network baselines. Then the reduced surgical fine-tuning study (train/demo_study.h):
-// a small SAM2 pretrained on synthetic domain A, its baseline and recipes x prompt types on domain
-// B, and the insights report.
+// and untrained-network baselines. Then the reduced surgical fine-tuning study
+// (train/demo_study.h): a small SAM2 pretrained on synthetic domain A, its baseline and recipes x
+// prompt types on domain B, and the insights report.
 #include "cli/cmd_demo.h"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <iostream>
@@ -62,11 +62,16 @@ std::function<int()> setup_demo(CLI::App& app, const GlobalOptions& globals) {
     bool full = false;
     int64_t iterations = 0;
     bool skip_study = false, only_study = false;
+    std::vector<std::string> overrides;  // IRIS training config keys
   };
   auto options = std::make_shared<Options>();
-  app.add_option("--out", options->out, "output folder (OUT/iris, OUT/study)")->capture_default_str();
+  app.add_option("--out", options->out, "output folder (OUT/iris, OUT/study)")
+      ->capture_default_str();
   app.add_flag("--full", options->full, "train longer (a few times the default)");
   app.add_option("--iterations", options->iterations, "training steps (overrides the preset)");
+  app.add_option(
+      "--set", options->overrides,
+      "override a key of the IRIS training config: --set model.prior_features=2048 (repeatable)");
   auto* skip = app.add_flag("--skip-study", options->skip_study,
                             "run the IRIS part only (no surgical SAM2 study)");
   app.add_flag("--only-study", options->only_study, "run the surgical SAM2 study only (OUT/study)")
@@ -78,8 +83,8 @@ std::function<int()> setup_demo(CLI::App& app, const GlobalOptions& globals) {
     namespace fs = std::filesystem;
     const fs::path out = options->out;
     if (fs::exists(out / "iris" / "config.yaml")) {
-      throw InputError(file_message((out / "iris").string(),
-                                    "a demo run exists already; choose another --out or remove it"));
+      throw InputError(file_message(
+          (out / "iris").string(), "a demo run exists already; choose another --out or remove it"));
     }
     IrisTrainConfig config;
     config.run.root = out.string();
@@ -87,31 +92,40 @@ std::function<int()> setup_demo(CLI::App& app, const GlobalOptions& globals) {
     config.run.seed = globals.seed.value_or(0);
     config.run.device = globals.device;
     config.run.threads = globals.threads;
-    config.optim.iterations = options->iterations > 0 ? options->iterations : (options->full ? 4000 : 1500);
+    config.optim.iterations =
+        options->iterations > 0 ? options->iterations : (options->full ? 4000 : 1500);
     config.validation.every = std::max<int64_t>(1, config.optim.iterations / 6);
-    spdlog::info("demo 1/3: training IRIS on {} slices of the Colin27 atlas ({} steps)", config.data.label_map,
-                 config.optim.iterations);
+    if (!options->overrides.empty()) {
+      load_config_into({"", options->overrides}, [&config](ConfigVisitor& v) { config.visit(v); });
+    }
+    spdlog::info("demo 1/3: training IRIS on {} slices of the Colin27 atlas ({} steps)",
+                 config.data.label_map, config.optim.iterations);
     const TrainResult trained = train_iris(config);
     const auto report_files = report::write_training_report(trained.run_dir);
     spdlog::info("training report: {}", report_files.markdown.string());
 
     spdlog::info("demo 2/3: one-shot and context-ensemble segmentation of unseen structures");
-    const MricronAtlas atlas = load_mricron_atlas(config.data.atlas_dir, {"brodmann", "HarvardOxford-cort", "JHU-WhiteMatter"});
-    models::IrisModel best = load_iris_checkpoint(trained.run_dir + "/checkpoints/best.pt", config.model.options);
+    const MricronAtlas atlas = load_mricron_atlas(
+        config.data.atlas_dir, {"brodmann", "HarvardOxford-cort", "JHU-WhiteMatter"});
+    models::IrisModel best =
+        load_iris_checkpoint(trained.run_dir + "/checkpoints/best.pt", config.model.options);
     torch::manual_seed(static_cast<uint64_t>(config.run.seed));
     models::IrisModel untrained(config.model.options);  // same initialisation as the trained run
     UnseenEvalOptions eval_options;
     eval_options.slice_size = config.data.slice_size;
     eval_options.min_area = config.data.min_area;
-    const auto results = evaluate_unseen_structures(best, untrained, atlas,
-                                                    {"brodmann", "HarvardOxford-cort", "JHU-WhiteMatter"}, eval_options);
+    const auto results = evaluate_unseen_structures(
+        best, untrained, atlas, {"brodmann", "HarvardOxford-cort", "JHU-WhiteMatter"},
+        eval_options);
     const std::string markdown = unseen_results_markdown(results, eval_options);
-    write_file_atomic(fs::path(trained.run_dir) / "eval.json", unseen_results_json(results, eval_options).dump(2) + "\n");
+    write_file_atomic(fs::path(trained.run_dir) / "eval.json",
+                      unseen_results_json(results, eval_options).dump(2) + "\n");
     write_file_atomic(fs::path(trained.run_dir) / "eval.md", markdown);
     std::cout << markdown << fmt::format("\nrun folder: {}\n", trained.run_dir);
     return options->skip_study ? 0 : run_surgical_study(options->out, globals);
 #else
-    throw NotAvailableError("the demo needs NIfTI support, which is off in this build (IRIS_WITH_NIFTI)");
+    throw NotAvailableError(
+        "the demo needs NIfTI support, which is off in this build (IRIS_WITH_NIFTI)");
 #endif
   };
 }

@@ -389,6 +389,8 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
             "std of the prior's frequencies over [-1, 1] coordinates (higher: sharper)");
     m.field("prior_frame", o.prior_frame,
             "the prior follows each image's foreground frame by a learned amount (shift and scale)");
+    m.field("prior_frame_init", o.prior_frame_init,
+            "that amount at initialisation (0: the grid, 1: the foreground frame)");
   });
   v.section("data", [&](ConfigVisitor& d) {
     d.choice("source", data.source, {"atlas", "synthetic"},

@@ -299,6 +299,10 @@ TEST(ReferencePrior, FrameMixStartsAtTheGridAndLearns) {
   framed->eval();
   const auto moved = framed->forward(query_image, ref_image, ref_mask).logits;
   EXPECT_GT(dice((moved > 0).to(torch::kFloat), query_mask), 0.7);
+  // Starting in the foreground frame is an option of its own.
+  o.prior_frame_init = 1.0;
+  IrisModel started(o);
+  EXPECT_TRUE(torch::equal(started->decoder->prior_frame_mix, torch::ones({2})));
 }
 
 }  // namespace

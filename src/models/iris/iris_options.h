@@ -31,6 +31,7 @@ struct IrisOptions {
   // structure keeps its place relative to the anatomy when the query's field of view is shifted or
   // scaled against the reference's (other slices of a brain, other patients).
   bool prior_frame = false;
+  double prior_frame_init = 0.0;  // the mix at initialisation (1: start in the foreground frame)
 
   int64_t channels(int64_t level) const { return base_channels << level; }
   int64_t feature_channels() const { return channels(stages); }

@@ -81,7 +81,8 @@ MaskDecoderImpl::MaskDecoderImpl(const IrisOptions& o) : options(o) {
     prior_bias = register_parameter("prior_bias", torch::full({1}, -3.0));
     appearance_gate = register_parameter("appearance_gate", torch::zeros({1}));
     if (o.prior_frame)
-      prior_frame_mix = register_parameter("prior_frame_mix", torch::zeros({o.spatial_dims}));
+      prior_frame_mix =
+          register_parameter("prior_frame_mix", torch::full({o.spatial_dims}, o.prior_frame_init));
   }
 }
 
