@@ -17,6 +17,10 @@ void add_global_options(CLI::App& app, GlobalOptions& g) {
   app.add_option("--device", g.device, "cpu | cuda | cuda:N | auto")->capture_default_str();
   app.add_option("--threads", g.threads, "CPU threads for LibTorch (0: its default)")
       ->capture_default_str();
+  app.add_option("--precision", g.precision,
+                 "fp32 | bf16 | fp16: autocast of forward passes (default: a config's "
+                 "run.precision, else fp32)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
   app.add_option("--seed", g.seed, "random seed (overrides run.seed in configs)");
   app.add_option("--log-level", g.log_level, "trace | debug | info | warn | error | off")
       ->capture_default_str();
@@ -24,6 +28,10 @@ void add_global_options(CLI::App& app, GlobalOptions& g) {
 }
 
 }  // namespace
+
+std::string precision_or_default(const GlobalOptions& globals) {
+  return globals.precision.empty() ? "fp32" : globals.precision;
+}
 
 int run(int argc, char** argv) {
   CLI::App app{fmt::format("IRIS {}: in-context and promptable medical image segmentation",

@@ -17,6 +17,10 @@ void RunOptions::visit(ConfigVisitor& v) {
   v.field("seed", seed, "random seed for everything in the run");
   v.field("device", device, "cpu | cuda | cuda:N | auto");
   v.field("threads", threads, "CPU threads for LibTorch; 0 keeps its default");
+  v.choice("precision", precision, {"fp32", "bf16", "fp16"},
+           "autocast precision of forward passes (fp16 trains with dynamic loss scaling)");
+  v.field("channels_last", channels_last,
+          "channels-last memory layout for convolutional models (IRIS) and their inputs");
 }
 
 RunDir RunDir::open(const fs::path& root, const std::string& name, Mode mode) {

@@ -27,6 +27,8 @@ struct RunOptions {
   std::int64_t seed = 0;
   std::string device = "auto";
   int threads = 0;  // 0: LibTorch's default
+  std::string precision = "fp32";  // fp32 | bf16 | fp16 (see core/precision.h)
+  bool channels_last = false;      // conv-heavy models and their inputs in channels-last layout
 
   void visit(ConfigVisitor& v);
 };

@@ -15,6 +15,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/logging.h"
+#include "core/precision.h"
 #include "core/progress.h"
 #include "core/resources.h"
 #include "data/clips.h"
@@ -129,6 +130,12 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
   set_threads(config.run.threads);
   torch::manual_seed(static_cast<uint64_t>(config.run.seed));
   std::mt19937_64 rng(static_cast<uint64_t>(config.run.seed));
+  const Precision precision = parse_precision(config.run.precision);
+  std::optional<LossScaler> scaler;
+  if (precision == Precision::kFloat16) scaler.emplace();
+  if (config.run.channels_last) {
+    spdlog::info("run.channels_last: SAM2 is attention-bound, its layout stays contiguous");
+  }
 
   auto model = prebuilt ? *prebuilt : sam2::load_sam2(config.model.config, config.model.checkpoint);
   model->to(device);
@@ -243,14 +250,17 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
 
   int64_t step = 0;
   bool model_is_best = true;
+  double run_peak_gpu_mb = 0.0;
   for (int64_t epoch = 1; epoch <= config.train.max_epochs && optimizer; ++epoch) {
     model->train();
     std::vector<size_t> order(clips.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::shuffle(order.begin(), order.end(), rng);
     Progress progress(fmt::format("sam2 epoch {}", epoch), static_cast<int64_t>(order.size()), "clip");
-    double loss_sum = 0.0;
+    // Summed on the device; read back once per optimiser step (logged) and per epoch.
+    at::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device));
     int64_t in_step = 0, used = 0;
+    reset_cuda_peak(device);
     const auto epoch_start = Clock::now();
     const std::clock_t epoch_cpu_start = std::clock();
     for (size_t oi = 0; oi < order.size(); ++oi) {
@@ -266,12 +276,12 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
       const int64_t T = clip.frames.size(0), H = clip.frames.size(1), W = clip.frames.size(2), N = objs.size();
       std::vector<at::Tensor> images;
       for (int64_t t = 0; t < T; ++t) images.push_back(clip.frames[t]);
-      const auto inputs = sam2::preprocess_frames(images, s).to(device);
+      const auto inputs = to_device(sam2::preprocess_frames(images, s), device);
       const auto masks = clip.masks.index_select(1, torch::tensor(objs)).to(torch::kFloat);  // [T, N, H, W]
-      const auto targets = F::interpolate(masks, F::InterpolateFuncOptions()
-                                                     .size(std::vector<int64_t>{s, s})
-                                                     .mode(torch::kNearest))
-                               .to(device);  // [T, N, S, S]
+      const auto targets = to_device(F::interpolate(masks, F::InterpolateFuncOptions()
+                                                               .size(std::vector<int64_t>{s, s})
+                                                               .mode(torch::kNearest)),
+                                     device);  // [T, N, S, S]
       // Prompts from the first frame's ground truth, in model-input pixels.
       std::optional<sam2::PointInputs> points;
       at::Tensor mask_inputs;
@@ -295,13 +305,18 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
       } else {
         if (static_cast<int64_t>(coords.size()) != N) continue;
         const auto scale = torch::tensor({float(s) / W, float(s) / H});
-        points = sam2::PointInputs{(torch::stack(coords) * scale).to(device), torch::stack(labels).to(device)};
+        points = sam2::PointInputs{to_device(torch::stack(coords) * scale, device),
+                                   to_device(torch::stack(labels), device)};
       }
       const auto data_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 
       sam2::ObjectMemory memory;
       at::Tensor clip_loss = torch::zeros({}, torch::TensorOptions().device(device));
       for (int64_t t = 0; t < T; ++t) {
+        // Cached features are computed in float32 whatever the run's precision, so the cache
+        // (shared across runs on disk) never depends on it.
+        std::optional<AutocastScope> autocast;
+        if (!feature_cache) autocast.emplace(device, precision);
         // A frozen encoder runs without a graph (its features are constants of the step) or
         // comes from the cache; conv_s0/conv_s1 keep theirs when the mask decoder trains.
         auto backbone = encoder->forward_image(
@@ -309,11 +324,15 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
             {train_data.root.string(), clip.video_id, clip.frame_indices[static_cast<size_t>(t)]});
         for (auto& f : backbone.backbone_fpn) f = f.expand({N, -1, -1, -1});
         for (auto& p : backbone.vision_pos_enc) p = p.expand({N, -1, -1, -1});
+        if (!autocast) autocast.emplace(device, precision);
         const auto features = model->prepare_backbone_features(backbone);
         auto out = t == 0 ? model->track_step(0, true, features, points, mask_inputs, memory, T, false, true)
                           : model->track_step(t, false, features, std::nullopt, at::Tensor(), memory, T,
                                               false, true);
-        const auto l = sam2_frame_loss({{out.pred_multimasks_high_res, out.ious, out.object_score_logits}},
+        // The loss in float32 whatever the autocast precision.
+        const auto l = sam2_frame_loss({{out.pred_multimasks_high_res.to(torch::kFloat),
+                                         out.ious.to(torch::kFloat),
+                                         out.object_score_logits.to(torch::kFloat)}},
                                        targets[t], loss_options);
         clip_loss = clip_loss + l.total / static_cast<double>(T);
         if (t == 0) {
@@ -322,8 +341,9 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
           memory.non_cond_frame_outputs[t] = std::move(out);
         }
       }
-      (clip_loss / static_cast<double>(config.train.grad_accum)).backward();
-      loss_sum += clip_loss.item<double>();
+      const at::Tensor micro_loss = clip_loss / static_cast<double>(config.train.grad_accum);
+      (scaler ? scaler->scale(micro_loss) : micro_loss).backward();
+      loss_sum += clip_loss.detach().to(torch::kDouble);
       ++used;
       ++in_step;
       if (in_step == config.train.grad_accum || oi + 1 == order.size()) {
@@ -332,19 +352,39 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
         for (auto& group : optimizer->param_groups()) {
           static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
         }
-        if (config.train.grad_clip > 0) torch::nn::utils::clip_grad_norm_(trainable, config.train.grad_clip);
-        optimizer->step();
+        const bool finite = scaler ? scaler->unscale_and_check(trainable) : true;
+        if (finite) {
+          if (config.train.grad_clip > 0) clip_grad_norm(trainable, config.train.grad_clip);
+          optimizer->step();
+        } else {
+          spdlog::warn("step {}: non-finite fp16 gradients at loss scale {}; step skipped", step,
+                       scaler->scale_value());
+        }
+        const double loss_scale = scaler ? scaler->scale_value() : 1.0;
+        if (scaler) scaler->update(finite);
         optimizer->zero_grad();
         in_step = 0;
+        const double step_loss = clip_loss.item<double>();  // the step's readback: logged
         const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-        run.append_metrics({{"step", step},
-                            {"epoch", epoch},
-                            {"train/loss", clip_loss.item<double>()},
-                            {"lr", lr},
-                            {"time/data_ms", data_ms},
-                            {"time/step_ms", ms},
-                            {"memory/rss_mb", current_rss_mb()}});
-        tensorboard.add_scalars({{"train/loss", clip_loss.item<double>()}, {"lr", lr}}, step);
+        nlohmann::json row{{"step", step},
+                           {"epoch", epoch},
+                           {"train/loss", step_loss},
+                           {"lr", lr},
+                           {"time/data_ms", data_ms},
+                           {"time/step_ms", ms},
+                           {"memory/rss_mb", current_rss_mb()}};
+        if (device.is_cuda()) {
+          const double peak = cuda_peak_allocated_mb(device);
+          row["memory/peak_gpu_mb"] = peak;
+          run_peak_gpu_mb = std::max(run_peak_gpu_mb, peak);
+          reset_cuda_peak(device);
+        }
+        if (scaler) {
+          row["skipped_step"] = !finite;
+          row["loss_scale"] = loss_scale;
+        }
+        run.append_metrics(row);
+        tensorboard.add_scalars({{"train/loss", step_loss}, {"lr", lr}}, step);
       }
     }
     progress.finish();
@@ -356,7 +396,7 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
     const double dice = r.dice_summary.macro;
     tensorboard.add_scalars({{"eval/Dice", dice}, {"eval/mIoU", r.iou_summary.macro}}, step);
     spdlog::info("epoch {}: mean train loss {:.4f} over {} clips, validation Dice {:.4f} (baseline {:.4f})",
-                 epoch, used ? loss_sum / used : 0.0, used, dice, result.baseline_dice);
+                 epoch, used ? loss_sum.item<double>() / used : 0.0, used, dice, result.baseline_dice);
     io::write_safetensors(run.checkpoints_dir() / "last.safetensors", model_state(*model));
     if (!std::isnan(dice) && (std::isnan(best) || dice > best)) {
       best = dice;
@@ -398,6 +438,8 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
   summary["frozen_parameters"] = applied.frozen_elements;
   summary["trainable_parameter_names"] = applied.trainable;
   summary["peak_rss_mb"] = peak_rss_mb();
+  summary["precision"] = to_string(precision);
+  if (device.is_cuda()) summary["peak_gpu_mb"] = run_peak_gpu_mb;
   nlohmann::json cache_json = {{"tier", cache_tier}, {"reason", cache_reason}};
   if (feature_cache) {
     const auto st = feature_cache->stats();
