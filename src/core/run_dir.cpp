@@ -21,6 +21,9 @@ void RunOptions::visit(ConfigVisitor& v) {
            "autocast precision of forward passes (fp16 trains with dynamic loss scaling)");
   v.field("channels_last", channels_last,
           "channels-last memory layout for convolutional models (IRIS) and their inputs");
+  v.field("loss_scale", loss_scale,
+          "fp16 only: initial loss scale (halved after a step with inf/NaN gradients, which is "
+          "skipped; doubled after 2000 finite steps)");
 }
 
 RunDir RunDir::open(const fs::path& root, const std::string& name, Mode mode) {

@@ -316,7 +316,11 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
   const Precision precision = parse_precision(config.run.precision);
   // fp16 gradients underflow without loss scaling; bf16 has float32's range.
   std::optional<LossScaler> scaler;
-  if (precision == Precision::kFloat16) scaler.emplace();
+  if (precision == Precision::kFloat16) {
+    LossScalerOptions scaler_options;
+    scaler_options.init_scale = config.run.loss_scale;
+    scaler.emplace(scaler_options);
+  }
   if (group && config.optim.batch < world_size) {
     throw ConfigError(
         fmt::format("optim.batch {} is the global batch: at least one episode per "

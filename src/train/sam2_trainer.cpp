@@ -132,7 +132,11 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
   std::mt19937_64 rng(static_cast<uint64_t>(config.run.seed));
   const Precision precision = parse_precision(config.run.precision);
   std::optional<LossScaler> scaler;
-  if (precision == Precision::kFloat16) scaler.emplace();
+  if (precision == Precision::kFloat16) {
+    LossScalerOptions scaler_options;
+    scaler_options.init_scale = config.run.loss_scale;
+    scaler.emplace(scaler_options);
+  }
   if (config.run.channels_last) {
     spdlog::info("run.channels_last: SAM2 is attention-bound, its layout stays contiguous");
   }

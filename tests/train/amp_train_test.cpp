@@ -83,23 +83,31 @@ TEST(MixedPrecisionTraining, IrisChannelsLastOnlyChangesTheLayout) {
 TEST(MixedPrecisionTraining, IrisFp16WithLossScalingResumesExactly) {
   if (!is_mricron_atlas_dir(kMricronTemplates)) GTEST_SKIP() << "mricron-data atlases not installed";
   test::TempDir dir;
-  auto straight_config = tiny_config(dir.path(), "straight", 5);
-  straight_config.run.precision = "fp16";
-  const TrainResult straight = train_iris(straight_config);
+  // A start scale of 2^27 overflows the fp16 gradients of the first steps; the scale halves
+  // until they fit, and the run goes on from there.
+  auto fp16_config = [&](const std::string& name) {
+    auto c = tiny_config(dir.path(), name, 6);
+    c.run.precision = "fp16";
+    c.run.loss_scale = 134217728.0;
+    return c;
+  };
+  const TrainResult straight = train_iris(fp16_config("straight"));
   ASSERT_TRUE(straight.finished);
-  auto split_config = tiny_config(dir.path(), "split", 5);
-  split_config.run.precision = "fp16";
+  const auto split_config = fp16_config("split");
   EXPECT_EQ(train_iris(split_config, {"", 3}).steps, 3);
 
-  // The scaler's state is in the checkpoint.
+  // The scaler's state is in the checkpoint: the scale step 4 of the straight run used.
   const RunDir split = RunDir::existing(dir / "split");
   {
     torch::serialize::InputArchive archive;
     archive.load_from((split.checkpoints_dir() / "last.pt").string());
     at::Tensor scale;
     archive.read("scaler/scale", scale);
-    EXPECT_GT(scale.item<double>(), 0.0);
-    EXPECT_LE(scale.item<double>(), 65536.0);
+    for (const auto& row : RunDir::existing(dir / "straight").read_metrics()) {
+      if (row.contains("train/loss") && row["step"] == 4) {
+        EXPECT_EQ(scale.item<double>(), row["loss_scale"].get<double>());
+      }
+    }
   }
   const TrainResult resumed = train_iris(split_config, {split.path().string(), 0});
   EXPECT_EQ(resumed.resumed_from, 3);
@@ -108,10 +116,11 @@ TEST(MixedPrecisionTraining, IrisFp16WithLossScalingResumesExactly) {
   const auto a = RunDir::existing(dir / "straight").read_metrics();
   const auto b = split.read_metrics();
   ASSERT_EQ(a.size(), b.size());
-  int64_t step_rows = 0;
+  int64_t step_rows = 0, skipped = 0;
   for (std::size_t i = 0; i < a.size(); ++i) {
     if (!a[i].contains("train/loss")) continue;
     ++step_rows;
+    if (a[i]["skipped_step"].get<bool>()) ++skipped;
     ASSERT_TRUE(a[i].contains("skipped_step")) << a[i].dump();
     ASSERT_TRUE(b[i].contains("loss_scale")) << b[i].dump();
     EXPECT_TRUE(std::isfinite(a[i]["train/loss"].get<double>()));
@@ -120,9 +129,39 @@ TEST(MixedPrecisionTraining, IrisFp16WithLossScalingResumesExactly) {
     const double x = a[i]["train/loss"].get<double>(), y = b[i]["train/loss"].get<double>();
     EXPECT_LE(std::abs(x - y), 1e-6 * std::max(1.0, std::abs(x))) << "row " << i;
   }
-  EXPECT_EQ(step_rows, 5);
+  EXPECT_EQ(step_rows, 6);
+  EXPECT_GT(skipped, 0) << "the start scale overflows";
+  EXPECT_LT(skipped, 6) << "the scale backs off until the gradients fit";
+  // Rows log the scale the step used: halved after each skipped step, never grown in 6 steps.
+  double scale = 134217728.0;
+  for (const auto& row : a) {
+    if (!row.contains("train/loss")) continue;
+    EXPECT_EQ(row["loss_scale"].get<double>(), scale) << row.dump();
+    if (row["skipped_step"].get<bool>()) scale /= 2;
+  }
   EXPECT_DOUBLE_EQ(straight.final_train_loss, resumed.final_train_loss);
   EXPECT_EQ(RunDir::existing(dir / "straight").read_summary()["precision"], "fp16");
+}
+
+TEST(MixedPrecisionTraining, IrisSkippedFp16StepsLeaveTheWeightsAsTheyWere) {
+  if (!is_mricron_atlas_dir(kMricronTemplates)) GTEST_SKIP() << "mricron-data atlases not installed";
+  test::TempDir dir;
+  auto config = tiny_config(dir.path(), "overflow", 2);
+  config.run.precision = "fp16";
+  config.run.loss_scale = 1e30;  // every step overflows
+  train_iris(config);
+  const RunDir run = RunDir::existing(dir / "overflow");
+  for (const auto& row : run.read_metrics()) {
+    if (row.contains("train/loss")) EXPECT_TRUE(row["skipped_step"].get<bool>()) << row.dump();
+  }
+  EXPECT_EQ(run.read_summary()["memory_bank/classes"], 0) << "skipped steps update no bank entry";
+  torch::manual_seed(static_cast<uint64_t>(config.run.seed));
+  const models::IrisModel initial(config.model.options);
+  const auto trained = load_iris_checkpoint((run.checkpoints_dir() / "last.pt").string(),
+                                            config.model.options);
+  const auto a = initial->named_parameters(), b = trained->named_parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& p : a) EXPECT_TRUE(at::equal(p.value(), b[p.key()])) << p.key();
 }
 
 #endif
