@@ -39,6 +39,7 @@ struct PredictSam2Options {
   bool no_reverse = false;
   bool no_overlay = false;
   bool no_postprocessing = false;
+  bool offload_video = false;
   bool offload_state = false;
 };
 
@@ -47,6 +48,7 @@ int run_predict_sam2(const PredictSam2Options& o, const GlobalOptions& g) {
   options.out = o.out;
   options.reverse = !o.no_reverse;
   options.overlay = !o.no_overlay;
+  options.offload_video_to_cpu = o.offload_video;
   options.offload_state_to_cpu = o.offload_state;
   for (const auto& p : o.points) options.prompts.push_back(sam2::parse_point_prompt(p, o.frame, o.object));
   // Points given together on one frame and object are one prompt (SAM's multi-click input).
@@ -198,7 +200,11 @@ std::function<int()> setup_predict(CLI::App& app, const GlobalOptions& globals) 
   s->add_flag("--no-overlay", o->no_overlay, "write masks only");
   s->add_flag("--no-postprocessing", o->no_postprocessing,
               "use the config as written (no dynamic multimask, hole filling, binarised memory)");
-  s->add_flag("--offload-state", o->offload_state, "keep memories in host memory (long videos)");
+  s->add_flag("--offload-video", o->offload_video,
+              "keep the decoded frames in host memory, one at a time on the device (long videos)");
+  s->add_flag("--offload-state", o->offload_state,
+              "keep memories and masks in host memory, moved to the device when read (long "
+              "videos)");
 
   auto io = std::make_shared<PredictIrisOptions>();
   CLI::App* i = app.add_subcommand(

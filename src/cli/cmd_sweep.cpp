@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "core/atomic_file.h"
+#include "core/device.h"
 #include "core/error.h"
 #include "train/sweep.h"
 
@@ -36,6 +37,7 @@ std::function<int()> setup_sweep(CLI::App& app, const GlobalOptions& globals) {
     bool dry_run = false;
     std::int64_t task = -1;
     std::string slurm;
+    std::string gpus;
     bool print_config = false;
   };
   auto options = std::make_shared<Options>();
@@ -43,7 +45,11 @@ std::function<int()> setup_sweep(CLI::App& app, const GlobalOptions& globals) {
       ->required();
   app.add_option("--set", options->overrides,
                  "override a key: --set base.train.lr=1e-4 (repeatable)");
-  app.add_option("--workers", options->workers, "runs at a time (default: sweep.workers)");
+  app.add_option("--workers", options->workers,
+                 "runs at a time (default: sweep.workers, or one per GPU with --gpus)");
+  app.add_option("--gpus", options->gpus,
+                 "CUDA devices, one run at a time on each: 0,1,... or all (workers get "
+                 "CUDA_VISIBLE_DEVICES and --device cuda; with --slurm, a GPU per array task)");
   app.add_flag("--dry-run", options->dry_run, "list the runs and what would run, run nothing");
   app.add_option("--task", options->task, "run only task I of the expansion (Slurm array tasks)");
   app.add_option("--slurm", options->slurm, "write a Slurm job-array script to FILE, run nothing");
@@ -76,7 +82,10 @@ std::function<int()> setup_sweep(CLI::App& app, const GlobalOptions& globals) {
       fs::create_directories(dir / "logs");  // Slurm does not create --output folders
       const fs::path resolved = dir / "sweep.yaml";
       write_file_atomic(resolved, dump_config(config));
-      const std::string script = slurm_script(config, resolved.string(), self_executable());
+      // Slurm hands each task its GPU; the indices only need to be well formed.
+      if (!options->gpus.empty()) parse_gpu_list(options->gpus, -1);
+      const std::string script =
+          slurm_script(config, resolved.string(), self_executable(), !options->gpus.empty());
       write_file_atomic(options->slurm, script);
       ::chmod(options->slurm.c_str(), 0755);
       const auto runs = expand_sweep(config);
@@ -91,9 +100,17 @@ std::function<int()> setup_sweep(CLI::App& app, const GlobalOptions& globals) {
     sweep.workers = options->workers;
     sweep.dry_run = options->dry_run;
     sweep.progress = print;
-    const std::int64_t workers = sweep.workers > 0 ? sweep.workers : config.sweep.workers;
+    if (!options->gpus.empty()) {
+      // A dry run plans for GPUs this machine need not have.
+      sweep.gpus = parse_gpu_list(
+          options->gpus, options->dry_run && options->gpus != "all" ? -1 : cuda_device_count());
+    }
+    const std::int64_t workers = sweep.workers > 0 ? sweep.workers
+                                 : !sweep.gpus.empty()
+                                     ? static_cast<std::int64_t>(sweep.gpus.size())
+                                     : config.sweep.workers;
     if (workers < 1) throw UsageError("--workers must be >= 1");
-    if (workers > 1) sweep.executable = self_executable();
+    if (workers > 1 || !sweep.gpus.empty()) sweep.executable = self_executable();
     const auto r = run_sweep(config, sweep);
     if (options->dry_run) return 0;
     std::cout << fmt::format(

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include <yaml-cpp/yaml.h>
 
@@ -25,6 +26,45 @@
 #endif
 
 namespace iris::cli {
+namespace {
+
+// This process's part in a data-parallel run: the launcher of local ranks (`--nproc N` without a
+// rank environment), a rank of a group, or a single process.
+struct DistRole {
+  bool launched = false;  // this process started the ranks, which did the work
+  std::unique_ptr<dist::DistContext> group;
+};
+
+DistRole join_or_launch(const std::optional<dist::DistEnv>& env, int nproc, double timeout_s,
+                        const std::string& backend, const std::string& device) {
+  DistRole role;
+  const bool distributed = (env && env->world_size > 1) || nproc > 1;
+  if (distributed && !dist::dist_available()) {
+    dist::DistContext::create(dist::DistEnv{}, {});  // throws NotAvailableError
+  }
+  if (!env && nproc > 1) {
+    dist::LaunchOptions launch;
+    launch.nproc = nproc;
+    dist::launch_local_ranks(dist::own_command_line(), launch);
+    role.launched = true;  // rank 0 printed the outcome
+    return role;
+  }
+  if (env && env->world_size > 1) {
+    dist::DistOptions options;
+    options.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+    options.backend = backend;
+    options.device = resolve_device(device);
+    if (options.device.is_cuda()) {
+      options.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env->local_rank));
+    }
+    role.group = dist::DistContext::create(*env, options);
+    // Rank 0 speaks for the run; the others only report problems.
+    if (!role.group->is_main()) spdlog::set_level(spdlog::level::warn);
+  }
+  return role;
+}
+
+}  // namespace
 
 std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
   struct Options {
@@ -69,11 +109,7 @@ std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
     const YAML::Node tree = load_yaml_tree({config_path, overrides});
     // Ranks are started with this same command line and the launcher's variables set.
     const auto dist_env = dist::dist_env_from_environment();
-    const bool distributed = (dist_env && dist_env->world_size > 1) || options->nproc > 1;
     if (tree["model"] && tree["model"]["checkpoint"]) {
-      if (distributed) {
-        throw NotAvailableError("distributed training is available for IRIS runs, not SAM2 yet");
-      }
       if (!options->resume.empty()) {
         throw NotAvailableError("--resume is available for IRIS runs; SAM2 runs restart per epoch");
       }
@@ -82,7 +118,11 @@ std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
         std::cout << dump_config(config);
         return 0;
       }
-      const auto r = train_sam2(config);
+      const DistRole role = join_or_launch(dist_env, options->nproc, options->dist_timeout,
+                                           options->dist_backend, config.run.device);
+      if (role.launched) return 0;
+      const auto r = train_sam2(config, nullptr, role.group.get());
+      if (role.group && !role.group->is_main()) return 0;
       std::cout << fmt::format(
           "SAM2 recipe {}: {} trainable parameters, {} steps in {:.1f} s; validation Dice {:.4f} "
           "untrained, best {:.4f} (epoch {})\nrun folder: {}\n",
@@ -96,30 +136,10 @@ std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
       std::cout << dump_config(config);
       return 0;
     }
-    if (distributed && !dist::dist_available()) {
-      dist::DistContext::create(dist::DistEnv{}, {});  // throws NotAvailableError
-    }
-    if (!dist_env && options->nproc > 1) {
-      dist::LaunchOptions launch;
-      launch.nproc = options->nproc;
-      dist::launch_local_ranks(dist::own_command_line(), launch);
-      return 0;  // rank 0 printed the outcome
-    }
-    std::unique_ptr<dist::DistContext> group;
-    if (dist_env && dist_env->world_size > 1) {
-      dist::DistOptions dist_options;
-      dist_options.timeout =
-          std::chrono::milliseconds(static_cast<int64_t>(options->dist_timeout * 1000));
-      dist_options.backend = options->dist_backend;
-      dist_options.device = resolve_device(config.run.device);
-      if (dist_options.device.is_cuda()) {
-        dist_options.device =
-            c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(dist_env->local_rank));
-      }
-      group = dist::DistContext::create(*dist_env, dist_options);
-      // Rank 0 speaks for the run; the others only report problems.
-      if (!group->is_main()) spdlog::set_level(spdlog::level::warn);
-    }
+    DistRole role = join_or_launch(dist_env, options->nproc, options->dist_timeout,
+                                   options->dist_backend, config.run.device);
+    if (role.launched) return 0;
+    const std::unique_ptr<dist::DistContext>& group = role.group;
     TrainSession session{options->resume, 0};
     session.dist = group.get();
     const TrainResult r = train_iris(config, session);

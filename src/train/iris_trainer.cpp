@@ -1,13 +1,16 @@
 #include "train/iris_trainer.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -22,12 +25,15 @@
 #include "core/resources.h"
 #include "data/atlas.h"
 #include "data/episodes.h"
+#include "data/synthetic_volume.h"
+#include "data/volume_augment.h"
 #include "dist/gradient_sync.h"
 #include "dist/process_group.h"
 #include "dist/sampler.h"
 #include "models/iris/iris_model.h"
 #include "models/iris/memory_bank.h"
 #include "track/tensorboard.h"
+#include "train/lamb.h"
 #include "train/losses.h"
 #include "train/schedule.h"
 
@@ -45,13 +51,192 @@ struct Batch {
 };
 
 // Pinned, asynchronous copies on CUDA; images in channels-last layout when the model is.
-Batch to_batch(const Episode& e, const c10::Device& device, bool channels_last) {
+Batch to_device(const Batch& b, const c10::Device& device, bool channels_last) {
   auto image = [&](const at::Tensor& t) {
-    const at::Tensor x = to_device(t.unsqueeze(0), device);
+    const at::Tensor x = iris::to_device(t, device);
     return channels_last ? to_channels_last(x) : x;
   };
-  return {image(e.ref_image), to_device(e.ref_masks.unsqueeze(0), device), image(e.query_image),
-          to_device(e.query_masks.unsqueeze(0), device)};
+  return {image(b.ref_image), iris::to_device(b.ref_masks, device), image(b.query_image),
+          iris::to_device(b.query_masks, device)};
+}
+
+// One episode as model inputs (on the CPU) and its class values.
+struct EpisodeBatch {
+  Batch batch;
+  std::vector<int64_t> class_values;
+};
+
+template <typename E>
+EpisodeBatch to_episode_batch(const E& e) {
+  return {{e.ref_image.unsqueeze(0), e.ref_masks.unsqueeze(0), e.query_image.unsqueeze(0),
+           e.query_masks.unsqueeze(0)},
+          e.class_values};
+}
+
+// Where a run's episodes come from: 2D atlas slices or 3D patches of synthetic volumes.
+struct EpisodeData {
+  std::string dataset;  // the memory bank's dataset key
+  std::string summary;  // for the log
+  // A training episode; `rng` depends on (seed, step, index) only.
+  std::function<EpisodeBatch(std::mt19937_64&)> sample;
+  std::vector<EpisodeBatch> validation;  // fixed episodes
+  std::function<std::string(int64_t)> class_name;
+};
+
+// Axial slices of ch2bet with the training label map, split by slice index.
+EpisodeData atlas_episodes(const IrisTrainConfig& config) {
+  const auto& d = config.data;
+  auto atlas = std::make_shared<const MricronAtlas>(load_mricron_atlas(d.atlas_dir, {d.label_map}));
+  const AtlasLabelMap& labels = atlas->label_map(d.label_map);
+  std::vector<int64_t> train_slices, val_slices;
+  for (int64_t k : nonempty_slices(atlas->image.data)) {
+    (k % d.validation_every_nth_slice == 0 ? val_slices : train_slices).push_back(k);
+  }
+  auto train_data = std::make_shared<const SliceDataset>(atlas->image, labels.labels, train_slices,
+                                                         d.slice_size, d.min_area);
+  const SliceDataset val_data(atlas->image, labels.labels, val_slices, d.slice_size, d.min_area);
+  const std::vector<int64_t> classes = train_data->episode_classes();
+  SliceEpisodeOptions episode_options{d.classes_per_episode, d.min_area, d.absent_query_probability,
+                                      d.min_slice_gap};
+  SliceEpisodeOptions train_options = episode_options;
+  train_options.joint_shift = d.joint_shift;
+  train_options.joint_flip = d.joint_flip;
+  EpisodeData data;
+  data.dataset = d.label_map;
+  std::mt19937_64 val_rng(static_cast<uint64_t>(config.run.seed) + 1);
+  for (int64_t i = 0; i < config.validation.episodes; ++i) {
+    data.validation.push_back(
+        to_episode_batch(val_data.sample(val_rng, val_data.episode_classes(), episode_options)));
+  }
+  data.summary = fmt::format("{} train slices, {} validation slices, {} classes of {}",
+                             train_slices.size(), val_slices.size(), classes.size(), d.label_map);
+  data.sample = [train_data, classes, train_options](std::mt19937_64& rng) {
+    return to_episode_batch(train_data->sample(rng, classes, train_options));
+  };
+  data.class_name = [atlas, name = d.label_map](int64_t value) {
+    return atlas->label_map(name).class_name(value);
+  };
+  return data;
+}
+
+// 3D patches of synthetic organ-like volumes generated here from data.volume_seed: the first
+// data.volumes cases train, the next data.validation_volumes are held out. Reference and query
+// patches come from different cases (the PatchEpisode sampler), which one atlas volume cannot
+// give without the query being the reference's own structure.
+EpisodeData synthetic_volume_episodes(const IrisTrainConfig& config) {
+  const auto& d = config.data;
+  SyntheticVolumeOptions volume_options;
+  volume_options.cases = d.volumes + d.validation_volumes;
+  volume_options.size = d.volume_size;
+  volume_options.classes = d.volume_classes;
+  volume_options.seed = static_cast<uint64_t>(d.volume_seed);
+  std::vector<Volume> train_images, train_labels, val_images, val_labels;
+  for (int64_t c = 0; c < volume_options.cases; ++c) {
+    SyntheticVolumeCase v = make_synthetic_volume(volume_options, c);
+    (c < d.volumes ? train_images : val_images).push_back(std::move(v.image));
+    (c < d.volumes ? train_labels : val_labels).push_back(std::move(v.labels));
+  }
+  auto train_data =
+      std::make_shared<const VolumeEpisodeSampler>(train_images, train_labels, d.min_area);
+  const VolumeEpisodeSampler val_data(val_images, val_labels, d.min_area);
+  const std::vector<int64_t> classes = train_data->episode_classes();
+  if (classes.empty() || val_data.episode_classes().empty()) {
+    throw ConfigError(fmt::format(
+        "data: no class has data.min_area = {} voxels in two synthetic volumes; lower it or "
+        "enlarge data.volume_size",
+        d.min_area));
+  }
+  const PatchEpisodeOptions patch_options{
+      {d.patch_size[0], d.patch_size[1], d.patch_size[2]}, d.classes_per_episode, d.min_area};
+  EpisodeData data;
+  data.dataset = "synthetic";
+  std::mt19937_64 val_rng(static_cast<uint64_t>(config.run.seed) + 1);
+  for (int64_t i = 0; i < config.validation.episodes; ++i) {
+    data.validation.push_back(
+        to_episode_batch(val_data.sample(val_rng, val_data.episode_classes(), patch_options)));
+  }
+  data.summary = fmt::format(
+      "{} train volumes, {} validation volumes of {}^3 voxels, patches {}, {} classes", d.volumes,
+      d.validation_volumes, d.volume_size, fmt::join(d.patch_size, "x"), classes.size());
+  data.sample = [train_data, classes, patch_options,
+                 augment = d.patch_augment](std::mt19937_64& rng) {
+    PatchEpisode e = train_data->sample(rng, classes, patch_options);
+    if (augment) e = augment_patch_episode(e, PatchAugmentOptions{}, rng);
+    return to_episode_batch(e);
+  };
+  // The names write_synthetic_volumes gives the labels in dataset.json.
+  data.class_name = [](int64_t value) { return fmt::format("organ_{}", value); };
+  return data;
+}
+
+}  // namespace
+
+void check_iris_train_config(const IrisTrainConfig& config) {
+  const auto& o = config.model.options;
+  const auto& d = config.data;
+  const int64_t stride = int64_t{1} << o.stages;
+  if (o.spatial_dims == 2) {
+    if (d.source != "atlas") {
+      throw ConfigError(fmt::format(
+          "data.source: {} is for model.spatial_dims: 3 (2D slices come from the atlas)",
+          d.source));
+    }
+    if (d.slice_size % stride != 0) {
+      throw ConfigError(fmt::format("data.slice_size {} must be divisible by 2^model.stages = {}",
+                                    d.slice_size, stride));
+    }
+    return;
+  }
+  if (o.spatial_dims != 3) {
+    throw ConfigError(fmt::format("model.spatial_dims: expected 2 or 3, got {}", o.spatial_dims));
+  }
+  if (d.source != "synthetic") {
+    throw ConfigError(
+        "model.spatial_dims: 3 trains on data.source: synthetic (the atlas is one volume, so a "
+        "query patch could only come from the reference's own structure)");
+  }
+  if (d.patch_size.size() != 3) {
+    throw ConfigError(
+        fmt::format("data.patch_size: expected [D, H, W], got {} values", d.patch_size.size()));
+  }
+  for (const int64_t n : d.patch_size) {
+    if (n < 1 || n % stride != 0) {
+      throw ConfigError(fmt::format("data.patch_size [{}] must be divisible by 2^model.stages = {}",
+                                    fmt::join(d.patch_size, ", "), stride));
+    }
+  }
+  if (d.volumes < 2 || d.validation_volumes < 2) {
+    throw ConfigError(fmt::format(
+        "data.volumes ({}) and data.validation_volumes ({}) must be at least 2: reference and "
+        "query patches come from different volumes",
+        d.volumes, d.validation_volumes));
+  }
+}
+
+namespace {
+
+// at::Tensor masks [B, K, *S] averaged down to the spatial size of `like`.
+at::Tensor pool_masks(const at::Tensor& masks, const at::Tensor& like) {
+  if (like.dim() == 5) {
+    return at::adaptive_avg_pool3d(masks, {like.size(-3), like.size(-2), like.size(-1)});
+  }
+  return at::adaptive_avg_pool2d(masks, {like.size(-2), like.size(-1)});
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const IrisTrainConfig::Optim& o,
+                                                        const std::vector<at::Tensor>& params) {
+  if (o.name == "adamw") {
+    return std::make_unique<torch::optim::AdamW>(
+        params, torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay).eps(o.eps));
+  }
+  if (o.name == "lamb") {
+    return std::make_unique<Lamb>(params, LambOptions(o.lr)
+                                              .weight_decay(o.weight_decay)
+                                              .eps(o.eps)
+                                              .max_trust_ratio(o.max_trust_ratio)
+                                              .max_weight_norm(o.max_weight_norm));
+  }
+  throw ConfigError(fmt::format("optim.name: expected adamw or lamb, got '{}'", o.name));
 }
 
 // Everything a step depends on besides the config; saved after a step, restored on resume.
@@ -219,15 +404,20 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
             "Fourier features of the reference prior (0: off; reference and query share a frame)");
     m.field("prior_frequency", o.prior_frequency,
             "std of the prior's frequencies over [-1, 1] coordinates (higher: sharper)");
+    m.field("prior_frame", o.prior_frame,
+            "the prior follows each image's foreground frame by a learned amount (shift and scale)");
   });
   v.section("data", [&](ConfigVisitor& d) {
+    d.choice("source", data.source, {"atlas", "synthetic"},
+             "atlas: 2D slices of the atlas; synthetic: 3D patches of generated volumes");
     d.field("atlas_dir", data.atlas_dir, "mricron templates folder");
     d.choice("label_map", data.label_map,
              {"aal", "brodmann", "HarvardOxford-cort", "JHU-WhiteMatter"},
              "label map whose classes train the model");
     d.field("slice_size", data.slice_size, "axial slices are padded square and resized to this");
     d.field("classes_per_episode", data.classes_per_episode, "classes per episode (K)");
-    d.field("min_area", data.min_area, "pixels for a class to count as present on a slice");
+    d.field("min_area", data.min_area,
+            "pixels (3D: voxels) for a class to count as present on a slice (3D: patch)");
     d.field("validation_every_nth_slice", data.validation_every_nth_slice,
             "slices k with k % n == 0 are held out for validation");
     d.field("absent_query_probability", data.absent_query_probability,
@@ -238,11 +428,23 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
             "random shift in pixels shared by reference and query (training episodes)");
     d.field("joint_flip", data.joint_flip,
             "random left-right flip shared by reference and query (training episodes)");
+    d.field("volumes", data.volumes, "3D: synthetic training volumes");
+    d.field("validation_volumes", data.validation_volumes, "3D: held-out synthetic volumes");
+    d.field("volume_size", data.volume_size, "3D: voxels per side of a synthetic volume");
+    d.field("volume_classes", data.volume_classes, "3D: organ labels per synthetic volume");
+    d.field("volume_seed", data.volume_seed, "3D: seed of the synthetic volumes");
+    d.field("patch_size", data.patch_size, "3D: [D, H, W] voxels of reference and query patches");
+    d.field("patch_augment", data.patch_augment,
+            "3D: flips, intensity and noise per training patch");
   });
   v.section("optim", [&](ConfigVisitor& o) {
-    o.choice("name", optim.name, {"adamw"}, "optimiser");
+    o.choice("name", optim.name, {"adamw", "lamb"}, "optimiser");
     o.field("lr", optim.lr, "peak learning rate");
     o.field("weight_decay", optim.weight_decay, "decoupled weight decay");
+    o.field("eps", optim.eps, "added to the root of the second moment");
+    o.field("max_trust_ratio", optim.max_trust_ratio, "lamb: trust ratio cap (0: none)");
+    o.field("max_weight_norm", optim.max_weight_norm,
+            "lamb: clamp of the weight norm in the trust ratio (0: none)");
     o.field("warmup", optim.warmup, "linear warmup steps");
     o.choice("schedule", optim.schedule, {"cosine", "exponential", "constant"},
              "decay after warmup");
@@ -266,14 +468,7 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
 
 TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& session) {
   const auto& o = config.model.options;
-  if (o.spatial_dims != 2) {
-    throw NotAvailableError(
-        "model.spatial_dims: 3 is not trainable from `iris train` yet (2D slices only)");
-  }
-  if (config.data.slice_size % (int64_t{1} << o.stages) != 0) {
-    throw ConfigError(fmt::format("data.slice_size {} must be divisible by 2^model.stages = {}",
-                                  config.data.slice_size, int64_t{1} << o.stages));
-  }
+  check_iris_train_config(config);
   if (config.optim.iterations < 1 || config.optim.batch < 1) {
     throw ConfigError("optim.iterations and optim.batch must be at least 1");
   }
@@ -330,39 +525,16 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
   // This rank's episodes of every step: global indices [begin, end).
   const dist::BatchShard shard = dist::shard_batch(config.optim.batch, rank, world_size);
 
-  // Data: axial slices of ch2bet with the training label map, split by slice index.
-  const MricronAtlas atlas = load_mricron_atlas(config.data.atlas_dir, {config.data.label_map});
-  const AtlasLabelMap& labels = atlas.label_map(config.data.label_map);
-  std::vector<int64_t> train_slices, val_slices;
-  for (int64_t k : nonempty_slices(atlas.image.data)) {
-    (k % config.data.validation_every_nth_slice == 0 ? val_slices : train_slices).push_back(k);
-  }
-  const SliceDataset train_data(atlas.image, labels.labels, train_slices, config.data.slice_size,
-                                config.data.min_area);
-  const SliceDataset val_data(atlas.image, labels.labels, val_slices, config.data.slice_size,
-                              config.data.min_area);
-  const std::vector<int64_t> classes = train_data.episode_classes();
-  SliceEpisodeOptions episode_options{config.data.classes_per_episode, config.data.min_area,
-                                      config.data.absent_query_probability,
-                                      config.data.min_slice_gap};
-  SliceEpisodeOptions train_episode_options = episode_options;
-  train_episode_options.joint_shift = config.data.joint_shift;
-  train_episode_options.joint_flip = config.data.joint_flip;
-  std::mt19937_64 val_rng(static_cast<uint64_t>(config.run.seed) + 1);
-  std::vector<Episode> val_episodes;
-  for (int64_t i = 0; i < config.validation.episodes; ++i) {
-    val_episodes.push_back(val_data.sample(val_rng, val_data.episode_classes(), episode_options));
-  }
-  spdlog::info(
-      "IRIS training: {} train slices, {} validation slices, {} classes of {}; run folder {}",
-      train_slices.size(), val_slices.size(), classes.size(), config.data.label_map,
-      run ? run->path().string() : "(rank 0's)");
+  // Data: 2D atlas slices or 3D patches of synthetic volumes, with fixed validation episodes.
+  const EpisodeData data =
+      o.spatial_dims == 3 ? synthetic_volume_episodes(config) : atlas_episodes(config);
+  spdlog::info("IRIS training: {}; run folder {}", data.summary,
+               run ? run->path().string() : "(rank 0's)");
 
   models::IrisModel model(o);
   model->to(device);
-  torch::optim::AdamW optimizer(
-      model->parameters(),
-      torch::optim::AdamWOptions(config.optim.lr).weight_decay(config.optim.weight_decay));
+  const auto optimizer_holder = make_optimizer(config.optim, model->parameters());
+  torch::optim::Optimizer& optimizer = *optimizer_holder;
   models::MemoryBank bank;
   TrainState state;
   if (resuming) {
@@ -410,8 +582,7 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
                       config.loss.bce * bce_loss(logits, b.query_masks);
     for (const auto& aux_logits : out.auxiliary) {
       const at::Tensor aux = aux_logits.to(at::kFloat);
-      const auto target =
-          at::adaptive_avg_pool2d(b.query_masks, {aux.size(-2), aux.size(-1)}) > 0.5;
+      const auto target = pool_masks(b.query_masks, aux) > 0.5;
       loss = loss + 0.5 * (soft_dice_loss(aux, target) + bce_loss(aux, target));
     }
     return std::make_tuple(loss, logits, task);
@@ -422,8 +593,8 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
     model->eval();
     double loss_sum = 0;
     std::map<int64_t, std::pair<double, int64_t>> per_class;
-    for (const auto& e : val_episodes) {
-      const Batch b = to_batch(e, device, config.run.channels_last);
+    for (const auto& e : data.validation) {
+      const Batch b = to_device(e.batch, device, config.run.channels_last);
       auto [loss, logits, task] = episode_loss(b);
       loss_sum += loss.item<double>();
       const auto dice = hard_dice(logits, b.query_masks)[0];
@@ -434,12 +605,12 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
       }
     }
     model->train();
-    nlohmann::json row{{"step", step}, {"val/loss", loss_sum / val_episodes.size()}};
+    nlohmann::json row{{"step", step}, {"val/loss", loss_sum / data.validation.size()}};
     double dice_sum = 0;
     int64_t n = 0;
     nlohmann::json classes_json = nlohmann::json::object();
     for (const auto& [value, acc] : per_class) {
-      classes_json[labels.class_name(value)] = acc.first / acc.second;
+      classes_json[data.class_name(value)] = acc.first / acc.second;
       dice_sum += acc.first;
       n += acc.second;
     }
@@ -467,9 +638,7 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
   for (int64_t step = state.step + 1; step <= last_step; ++step) {
     reset_cuda_peak(device);
     const double lr = schedule.lr(step);
-    for (auto& group : optimizer.param_groups()) {
-      static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-    }
+    for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
     gradients.zero();
     double data_ms = 0, compute_ms = 0, loss_sum = 0, dice_sum = 0;
     int64_t dice_n = 0;
@@ -485,8 +654,8 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
       // run, sample the same ones.
       std::mt19937_64 episode_rng(
           dist::sample_seed(static_cast<uint64_t>(config.run.seed), step, i));
-      const Episode episode = train_data.sample(episode_rng, classes, train_episode_options);
-      const Batch b = to_batch(episode, device, config.run.channels_last);
+      const EpisodeBatch episode = data.sample(episode_rng);
+      const Batch b = to_device(episode.batch, device, config.run.channels_last);
       data_ms += ms_since(t0);
       t0 = Clock::now();
       auto [loss, logits, task] = [&] {
@@ -544,8 +713,7 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
       for (int64_t k = 0; k < step_classes.size(1); ++k) {
         const auto value = static_cast<int64_t>(step_classes[i][k].item<double>()) - 1;
         if (value < 0) continue;
-        bank.update(config.data.label_map, labels.class_name(value),
-                    step_embeddings[i][k].to(at::kFloat));
+        bank.update(data.dataset, data.class_name(value), step_embeddings[i][k].to(at::kFloat));
       }
     }
     if (finite) {

@@ -1,8 +1,9 @@
-// Episodic training of the IRIS network on 2D slices (`iris train` with model.name: iris):
-// real episodes (reference and query from different slices), Dice + BCE, AdamW with warmup and
-// cosine decay, gradient clipping and accumulation, validation on held-out slices, best and last
-// checkpoints (model, optimiser, schedule position, RNG states, memory bank) that resume exactly,
-// one metrics.jsonl row per step.
+// Episodic training of the IRIS network (`iris train` with model.name: iris): 2D slice episodes
+// of the atlas (reference and query from different slices) or 3D patch episodes of synthetic
+// volumes (reference and query from different cases), Dice + BCE, AdamW or Lamb with warmup and
+// cosine or exponential decay, gradient clipping and accumulation, validation on held-out slices
+// or volumes, best and last checkpoints (model, optimiser, schedule position, RNG states, memory
+// bank) that resume exactly, one metrics.jsonl row per step.
 #pragma once
 
 #include <string>
@@ -22,9 +23,12 @@ struct IrisTrainConfig {
   RunOptions run;
   struct Model {
     std::string name = "iris";
-    models::IrisOptions options{2, 1, 8, 3, 8, 4, 1, false, true, true, 1024, 8.0};
+    models::IrisOptions options{2, 1, 8, 3, 8, 4, 1, false, true, true, 1024, 8.0, false};
   } model;
   struct Data {
+    // atlas: 2D slices of the Colin27 atlas (spatial_dims 2). synthetic: 3D patches of organ-like
+    // volumes generated at run start (spatial_dims 3); see the patch_3d presets for why.
+    std::string source = "atlas";
     std::string atlas_dir = "/usr/share/mricron/templates";
     std::string label_map = "aal";  // training classes
     int64_t slice_size = 64;
@@ -35,11 +39,22 @@ struct IrisTrainConfig {
     int64_t min_slice_gap = 2;
     int64_t joint_shift = 8;  // pixels; see SliceEpisodeOptions
     bool joint_flip = true;
+    // 3D patch mode (data.source: synthetic).
+    int64_t volumes = 8;             // training volumes
+    int64_t validation_volumes = 2;  // held-out volumes (at least 2: reference and query cases)
+    int64_t volume_size = 64;        // voxels per side
+    int64_t volume_classes = 5;      // organ labels per volume
+    int64_t volume_seed = 0;         // the volumes depend on this, not on run.seed
+    std::vector<int64_t> patch_size{32, 32, 32};  // [D, H, W]
+    bool patch_augment = true;                    // flips, intensity and noise, drawn per patch
   } data;
   struct Optim {
     std::string name = "adamw";
     double lr = 2e-3;
     double weight_decay = 1e-4;
+    double eps = 1e-8;
+    double max_trust_ratio = 10;  // Lamb: trust ratio cap (0: none)
+    double max_weight_norm = 0;   // Lamb: clamp of ||w|| in the trust ratio (0: none)
     int64_t warmup = 30;
     std::string schedule = "cosine";
     double final_lr_ratio = 0.05;
@@ -83,6 +98,10 @@ struct TrainResult {
   double final_train_loss = 0;
   double seconds = 0;
 };
+
+// Throws ConfigError naming the key when train_iris would refuse `config`: data source versus
+// model.spatial_dims, slice or patch sizes not divisible by 2^model.stages, too few volumes.
+void check_iris_train_config(const IrisTrainConfig& config);
 
 // Trains into a new run folder (run.root/run.name) and writes config, metrics, summary,
 // checkpoints/best.pt and checkpoints/last.pt. With session.resume, continues that run folder from

@@ -21,6 +21,9 @@
 #include "data/clips.h"
 #include "data/prompts.h"
 #include "data/video_dataset.h"
+#include "dist/gradient_sync.h"
+#include "dist/process_group.h"
+#include "dist/sampler.h"
 #include "eval/video_eval.h"
 #include "io/checkpoint.h"
 #include "io/model_state.h"
@@ -93,7 +96,7 @@ void Sam2TrainConfig::visit(ConfigVisitor& v) {
     t.choice("schedule", train.schedule, {"cosine", "exponential", "constant"}, "decay after warmup");
     t.field("final_lr_ratio", train.final_lr_ratio, "learning rate at the end / peak");
     t.field("grad_clip", train.grad_clip, "max gradient norm (0: off)");
-    t.field("grad_accum", train.grad_accum, "clips per optimiser step");
+    t.field("grad_accum", train.grad_accum, "clips per optimiser step, over all ranks");
     t.choice("feature_cache", train.feature_cache, {"auto", "off", "memory", "disk"},
              "frozen-encoder features reused across epochs (auto: memory when the encoder is "
              "frozen and frames are not augmented; disk: also across runs)");
@@ -109,7 +112,8 @@ void Sam2TrainConfig::visit(ConfigVisitor& v) {
   });
 }
 
-Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model* prebuilt) {
+Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model* prebuilt,
+                           dist::DistContext* group) {
   const auto start = Clock::now();
   const auto& groups = sam2_parameter_groups();
   const Recipe recipe = parse_recipe(config.recipe, groups);
@@ -119,17 +123,31 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
   if (config.baseline && (config.train.max_epochs != 0 || !recipe.groups.empty())) {
     throw ConfigError("baseline: true needs recipe none and train.max_epochs 0");
   }
-  const std::string name = config.run.name.empty() ? generated_run_name("sam2") : config.run.name;
-  const RunDir run = RunDir::open(config.run.root, name, RunDir::Mode::kCreate);
-  Sam2TrainConfig resolved = config;
-  resolved.run.name = name;
-  resolved.model.trainable_modules = trainable_modules(recipe);
-  run.write_config(dump_config(resolved));
-  log_to_file(run.log_path());
-  const c10::Device device = resolve_device(config.run.device);
+  const int rank = group ? group->rank() : 0, world_size = group ? group->world_size() : 1;
+  if (config.train.grad_accum < world_size) {
+    throw ConfigError(fmt::format(
+        "train.grad_accum {} is the global batch (clips per optimiser step over all ranks): at "
+        "least one clip per rank ({} ranks)",
+        config.train.grad_accum, world_size));
+  }
+  // Only rank 0 touches the run folder.
+  std::optional<RunDir> run_folder;
+  if (rank == 0) {
+    const std::string name = config.run.name.empty() ? generated_run_name("sam2") : config.run.name;
+    run_folder = RunDir::open(config.run.root, name, RunDir::Mode::kCreate);
+    Sam2TrainConfig resolved = config;
+    resolved.run.name = name;
+    resolved.model.trainable_modules = trainable_modules(recipe);
+    run_folder->write_config(dump_config(resolved));
+    log_to_file(run_folder->log_path());
+  }
+  const RunDir* run = run_folder ? &*run_folder : nullptr;
+  c10::Device device = resolve_device(config.run.device);
+  if (group && device.is_cuda()) {
+    device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(group->local_rank()));
+  }
   set_threads(config.run.threads);
   torch::manual_seed(static_cast<uint64_t>(config.run.seed));
-  std::mt19937_64 rng(static_cast<uint64_t>(config.run.seed));
   const Precision precision = parse_precision(config.run.precision);
   std::optional<LossScaler> scaler;
   if (precision == Precision::kFloat16) {
@@ -143,6 +161,8 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
 
   auto model = prebuilt ? *prebuilt : sam2::load_sam2(config.model.config, config.model.checkpoint);
   model->to(device);
+  // Same starting weights everywhere, also when a prebuilt model differs between ranks.
+  if (group) group->broadcast(model->parameters());
   const auto applied = apply_recipe(*model, groups, recipe);
   const auto prompt_type = parse_prompt_type(config.model.prompt_type);
   const auto train_data = read_video_dataset(config.data.train);
@@ -156,9 +176,13 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
   if (config.train.max_epochs > 0 && clips.empty()) {
     throw InputError(file_message(config.data.train, fmt::format("no clip of {} frames", clip_options.length)));
   }
-  spdlog::info("SAM2 fine-tuning: recipe {} ({} of {} parameters train), {} clips of {} frames, {} prompts; run {}",
-               recipe.name(), applied.trainable_elements, applied.trainable_elements + applied.frozen_elements,
-               clips.size(), clip_options.length, config.model.prompt_type, run.path().string());
+  spdlog::info(
+      "SAM2 fine-tuning: recipe {} ({} of {} parameters train), {} clips of {} frames, {} prompts; "
+      "run {}{}",
+      recipe.name(), applied.trainable_elements,
+      applied.trainable_elements + applied.frozen_elements, clips.size(), clip_options.length,
+      config.model.prompt_type, run ? run->path().string() : "(rank 0's)",
+      group ? fmt::format(", {} ranks", world_size) : std::string());
 
   // Frozen-encoder features: constants of a frame when nothing in front of the heads trains
   // and the clip frames are not augmented (this trainer does not augment them).
@@ -179,6 +203,8 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
       cache_options.disk_dir = config.train.cache_dir.empty()
                                    ? std::filesystem::path(config.run.root) / ".feature_cache"
                                    : std::filesystem::path(config.train.cache_dir);
+      // One folder per rank: ranks never write the same file.
+      if (world_size > 1) cache_options.disk_dir /= fmt::format("rank{}", rank);
     }
     feature_cache = std::make_shared<sam2::FeatureCache>(cache_options);
   }
@@ -205,6 +231,7 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
   eval_options.prompt = prompt_type;
   eval_options.seed = static_cast<uint64_t>(config.run.seed);
   eval_options.max_frames = config.data.val_max_frames;
+  // Rank 0's: the other ranks go on to the next step's all-reduce and wait for it there.
   auto validate = [&](int64_t epoch, int64_t step) {
     const auto v0 = Clock::now();
     model->eval();
@@ -213,29 +240,38 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
     auto row = eval_row(r);
     row["epoch"] = epoch;
     row["step"] = step;
-    run.append_metrics(row);
+    run->append_metrics(row);
     if (epoch > 0) {
       result.epoch_val_seconds.push_back(std::chrono::duration<double>(Clock::now() - v0).count());
     }
     return r;
   };
 
-  result.run_dir = run.path().string();
   result.trainable_parameters = applied.trainable_elements;
-  track::TensorBoardWriter tensorboard(run.path() / "tb");
-  const auto baseline = validate(0, 0);
-  result.baseline_dice = baseline.dice_summary.macro;
-  double best = result.baseline_dice;
-  nlohmann::json best_row = eval_row(baseline);
-  spdlog::info("epoch 0 (untrained): validation Dice {:.4f}", result.baseline_dice);
-  io::write_safetensors(run.checkpoints_dir() / "best.safetensors", model_state(*model));
+  std::optional<track::TensorBoardWriter> tensorboard;
+  double best = std::numeric_limits<double>::quiet_NaN();
+  nlohmann::json best_row;
+  if (run) {
+    result.run_dir = run->path().string();
+    tensorboard.emplace(run->path() / "tb");
+    const auto baseline = validate(0, 0);
+    result.baseline_dice = baseline.dice_summary.macro;
+    best = result.baseline_dice;
+    best_row = eval_row(baseline);
+    spdlog::info("epoch 0 (untrained): validation Dice {:.4f}", result.baseline_dice);
+    io::write_safetensors(run->checkpoints_dir() / "best.safetensors", model_state(*model));
+  }
 
   std::vector<at::Tensor> trainable;
   for (const auto& p : model->parameters()) {
     if (p.requires_grad()) trainable.push_back(p);
   }
-  const int64_t steps_per_epoch =
-      (static_cast<int64_t>(clips.size()) + config.train.grad_accum - 1) / config.train.grad_accum;
+  // Each epoch's clips in an order fixed by (seed, epoch), each step's share cut by rank.
+  const dist::DistributedSampler sampler(static_cast<int64_t>(clips.size()),
+                                         config.train.grad_accum, rank, world_size,
+                                         static_cast<uint64_t>(config.run.seed));
+  const int64_t steps_per_epoch = sampler.steps_per_epoch();
+  dist::GradientSync gradients(trainable, group);
   const LrSchedule schedule{config.train.lr, config.train.warmup,
                             std::max<int64_t>(1, steps_per_epoch * config.train.max_epochs),
                             config.train.schedule, config.train.final_lr_ratio};
@@ -257,19 +293,96 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
   double run_peak_gpu_mb = 0.0;
   for (int64_t epoch = 1; epoch <= config.train.max_epochs && optimizer; ++epoch) {
     model->train();
-    std::vector<size_t> order(clips.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::shuffle(order.begin(), order.end(), rng);
-    Progress progress(fmt::format("sam2 epoch {}", epoch), static_cast<int64_t>(order.size()), "clip");
-    // Summed on the device; read back once per optimiser step (logged) and per epoch.
-    at::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device));
-    int64_t in_step = 0, used = 0;
+    // This rank's clips of the epoch as (step, clip); clip -1 marks a step without a clip here,
+    // which still joins that step's all-reduce.
+    std::vector<std::pair<int64_t, int64_t>> work;
+    int64_t rank_clips = 0;
+    for (int64_t si = 0; si < steps_per_epoch; ++si) {
+      const auto mine = sampler.indices(epoch, si);
+      if (mine.empty()) work.emplace_back(si, -1);
+      for (const int64_t ci : mine) work.emplace_back(si, ci);
+      rank_clips += static_cast<int64_t>(mine.size());
+    }
+    Progress progress(fmt::format("sam2 epoch {}", epoch), rank_clips, "clip");
+    double loss_sum = 0.0, step_loss = 0.0, step_data_ms = 0.0;
+    int64_t used = 0, step_used = 0;
+    // This rank's clip losses of the step, summed on the device and read back once per step.
+    const auto loss_options_device = torch::TensorOptions().dtype(torch::kDouble).device(device);
+    at::Tensor step_loss_sum = torch::zeros({}, loss_options_device);
+    auto step_start = Clock::now();
     reset_cuda_peak(device);
     const auto epoch_start = Clock::now();
     const std::clock_t epoch_cpu_start = std::clock();
-    for (size_t oi = 0; oi < order.size(); ++oi) {
+    // The gradient sync point: sums over the ranks, then one optimiser step everywhere.
+    auto finish_step = [&] {
+      gradients.finish();
+      step_loss = step_loss_sum.item<double>();  // the step's readback: logged
+      step_loss_sum.zero_();
+      if (group) {
+        const auto sums = group->all_reduce_sum(
+            std::vector<double>{step_loss, static_cast<double>(step_used), step_data_ms});
+        step_loss = sums[0];
+        step_used = static_cast<int64_t>(sums[1]);
+        step_data_ms = sums[2] / world_size;  // per rank: the ranks load side by side
+      }
+      ++step;
+      const double lr = schedule.lr(step);
+      for (auto& param_group : optimizer->param_groups()) {
+        static_cast<torch::optim::AdamWOptions&>(param_group.options()).lr(lr);
+      }
+      // All ranks hold the same summed gradients, so they take the same decision.
+      const bool finite = scaler ? scaler->unscale_and_check(trainable) : true;
+      if (finite) {
+        if (config.train.grad_clip > 0) clip_grad_norm(trainable, config.train.grad_clip);
+        optimizer->step();
+      } else {
+        spdlog::warn("step {}: non-finite fp16 gradients at loss scale {}; step skipped", step,
+                     scaler->scale_value());
+      }
+      const double loss_scale = scaler ? scaler->scale_value() : 1.0;
+      if (scaler) scaler->update(finite);
+      gradients.zero();
+      loss_sum += step_loss;
+      used += step_used;
+      const double mean_loss =
+          step_used > 0 ? step_loss / static_cast<double>(step_used) : std::nan("");
+      if (run) {
+        const double ms =
+            std::chrono::duration<double, std::milli>(Clock::now() - step_start).count();
+        nlohmann::json row{{"step", step},
+                           {"epoch", epoch},
+                           {"train/loss", mean_loss},
+                           {"lr", lr},
+                           {"time/data_ms", step_data_ms},
+                           {"time/step_ms", ms},
+                           {"memory/rss_mb", current_rss_mb()}};
+        if (device.is_cuda()) row["memory/peak_gpu_mb"] = cuda_peak_allocated_mb(device);
+        if (scaler) {
+          row["skipped_step"] = !finite;
+          row["loss_scale"] = loss_scale;
+        }
+        run->append_metrics(row);
+        tensorboard->add_scalars({{"train/loss", mean_loss}, {"lr", lr}}, step);
+      }
+      run_peak_gpu_mb = std::max(run_peak_gpu_mb, cuda_peak_allocated_mb(device));
+      reset_cuda_peak(device);
+      step_loss = step_data_ms = 0.0;
+      step_used = 0;
+      step_start = Clock::now();
+    };
+    gradients.zero();
+    for (size_t oi = 0; oi < work.size(); ++oi) {
+      if (oi > 0 && work[oi].first != work[oi - 1].first) finish_step();
+      const int64_t ci = work[oi].second;
+      if (ci < 0) continue;
       const auto t0 = Clock::now();
-      const auto clip = load_clip(train_data, clips[order[oi]], clip_options);
+      // A clip's prompts and dropout depend on (seed, epoch, clip) only, not on the rank that
+      // runs it or on the clips before it.
+      const uint64_t clip_seed =
+          dist::sample_seed(static_cast<uint64_t>(config.run.seed), epoch, ci);
+      std::mt19937_64 rng(clip_seed);
+      torch::manual_seed(clip_seed);
+      const auto clip = load_clip(train_data, clips[static_cast<size_t>(ci)], clip_options);
       // Objects prompted on the clip's first frame; later ones are not supervised in this clip.
       std::vector<int64_t> objs;
       for (size_t k = 0; k < clip.objects.size(); ++k) {
@@ -347,83 +460,53 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
       }
       const at::Tensor micro_loss = clip_loss / static_cast<double>(config.train.grad_accum);
       (scaler ? scaler->scale(micro_loss) : micro_loss).backward();
-      loss_sum += clip_loss.detach().to(torch::kDouble);
-      ++used;
-      ++in_step;
-      if (in_step == config.train.grad_accum || oi + 1 == order.size()) {
-        ++step;
-        const double lr = schedule.lr(step);
-        for (auto& group : optimizer->param_groups()) {
-          static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-        }
-        const bool finite = scaler ? scaler->unscale_and_check(trainable) : true;
-        if (finite) {
-          if (config.train.grad_clip > 0) clip_grad_norm(trainable, config.train.grad_clip);
-          optimizer->step();
-        } else {
-          spdlog::warn("step {}: non-finite fp16 gradients at loss scale {}; step skipped", step,
-                       scaler->scale_value());
-        }
-        const double loss_scale = scaler ? scaler->scale_value() : 1.0;
-        if (scaler) scaler->update(finite);
-        optimizer->zero_grad();
-        in_step = 0;
-        const double step_loss = clip_loss.item<double>();  // the step's readback: logged
-        const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-        nlohmann::json row{{"step", step},
-                           {"epoch", epoch},
-                           {"train/loss", step_loss},
-                           {"lr", lr},
-                           {"time/data_ms", data_ms},
-                           {"time/step_ms", ms},
-                           {"memory/rss_mb", current_rss_mb()}};
-        if (device.is_cuda()) {
-          const double peak = cuda_peak_allocated_mb(device);
-          row["memory/peak_gpu_mb"] = peak;
-          run_peak_gpu_mb = std::max(run_peak_gpu_mb, peak);
-          reset_cuda_peak(device);
-        }
-        if (scaler) {
-          row["skipped_step"] = !finite;
-          row["loss_scale"] = loss_scale;
-        }
-        run.append_metrics(row);
-        tensorboard.add_scalars({{"train/loss", step_loss}, {"lr", lr}}, step);
-      }
+      gradients.accumulate();
+      step_loss_sum += clip_loss.detach().to(torch::kDouble);
+      step_data_ms += data_ms;
+      ++step_used;
     }
+    if (!work.empty()) finish_step();
     progress.finish();
     result.epoch_train_seconds.push_back(
         std::chrono::duration<double>(Clock::now() - epoch_start).count());
-    const auto r = validate(epoch, step);
     result.epoch_cpu_seconds.push_back(static_cast<double>(std::clock() - epoch_cpu_start) /
                                        CLOCKS_PER_SEC);
+    if (!run) continue;
+    const auto r = validate(epoch, step);
+    result.epoch_cpu_seconds.back() =
+        static_cast<double>(std::clock() - epoch_cpu_start) / CLOCKS_PER_SEC;
     const double dice = r.dice_summary.macro;
-    tensorboard.add_scalars({{"eval/Dice", dice}, {"eval/mIoU", r.iou_summary.macro}}, step);
-    spdlog::info("epoch {}: mean train loss {:.4f} over {} clips, validation Dice {:.4f} (baseline {:.4f})",
-                 epoch, used ? loss_sum.item<double>() / used : 0.0, used, dice, result.baseline_dice);
-    io::write_safetensors(run.checkpoints_dir() / "last.safetensors", model_state(*model));
+    tensorboard->add_scalars({{"eval/Dice", dice}, {"eval/mIoU", r.iou_summary.macro}}, step);
+    spdlog::info(
+        "epoch {}: mean train loss {:.4f} over {} clips, validation Dice {:.4f} (baseline {:.4f})",
+        epoch, used ? loss_sum / used : 0.0, used, dice, result.baseline_dice);
+    io::write_safetensors(run->checkpoints_dir() / "last.safetensors", model_state(*model));
     if (!std::isnan(dice) && (std::isnan(best) || dice > best)) {
       best = dice;
       result.best_epoch = epoch;
       best_row = eval_row(r);
-      io::write_safetensors(run.checkpoints_dir() / "best.safetensors", model_state(*model));
+      io::write_safetensors(run->checkpoints_dir() / "best.safetensors", model_state(*model));
     }
     model_is_best = result.best_epoch == epoch;
   }
   result.steps = step;
+  if (!run) {
+    result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    return result;
+  }
   nlohmann::json test_row;
   result.test_dice = std::numeric_limits<double>::quiet_NaN();
   if (test_data) {
     // The test split never chose anything: it scores the weights validation picked.
     if (!model_is_best) {
-      io::load_state_dict(*model,
-                          io::read_safetensors(run.checkpoints_dir() / "best.safetensors").tensors);
+      io::load_state_dict(
+          *model, io::read_safetensors(run->checkpoints_dir() / "best.safetensors").tensors);
     }
     model->eval();
     eval::VideoEvalOptions test_options = eval_options;
     test_options.max_frames = 0;
     const auto r = eval::evaluate_sam2_video(model, *test_data, test_options);
-    eval::write_video_eval(r, test_options, run.path() / "test");
+    eval::write_video_eval(r, test_options, run->path() / "test");
     test_row = eval_row(r, "test/");
     result.test_dice = r.dice_summary.macro;
     spdlog::info("test split ({} videos) with the epoch {} weights: Dice {:.4f}", r.videos,
@@ -463,7 +546,7 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
         feature_cache->memory_bytes() / 1048576.0);
   }
   summary["feature_cache"] = cache_json;
-  run.write_summary(summary);
+  run->write_summary(summary);
   return result;
 }
 

@@ -13,6 +13,9 @@
 namespace iris::models::sam2 {
 class Sam2Model;
 }
+namespace iris::dist {
+class DistContext;
+}
 
 namespace iris {
 
@@ -45,7 +48,7 @@ struct Sam2TrainConfig {
     std::string schedule = "cosine";
     double final_lr_ratio = 0.1;
     double grad_clip = 0.1;
-    int64_t grad_accum = 1;  // clips per optimiser step
+    int64_t grad_accum = 1;  // clips per optimiser step, over all ranks (the global batch)
     std::string feature_cache = "auto";  // auto | off | memory | disk (see feature_cache.h)
     std::string cache_dir;               // disk tier; empty: <run.root>/.feature_cache
     int64_t cache_budget_mb = 2048;      // memory tier
@@ -77,7 +80,14 @@ struct Sam2TrainResult {
 
 // With `model`: trains it (in place, weights as given) instead of loading model.config and
 // model.checkpoint (benchmarks and tests of randomly initialised models).
+// With `dist` (a group of more than one rank): data-parallel. Rank 0's weights are broadcast,
+// each optimiser step's train.grad_accum clips are split across the ranks by a
+// dist::DistributedSampler, gradients are summed by dist::GradientSync, and rank 0 alone
+// validates and writes the run folder (the others return a result without run_dir). A clip's
+// prompts and dropout depend on (run.seed, epoch, clip) only, so any number of ranks ends with
+// the weights of one process.
 Sam2TrainResult train_sam2(const Sam2TrainConfig& config,
-                           const models::sam2::Sam2Model* model = nullptr);
+                           const models::sam2::Sam2Model* model = nullptr,
+                           dist::DistContext* dist = nullptr);
 
 }  // namespace iris

@@ -25,6 +25,8 @@
 #include <set>
 #include <thread>
 
+extern char** environ;
+
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/logging.h"
@@ -279,12 +281,27 @@ class SweepLock {
 // `exe args...` with stdout and stderr into `log`. Workers die with the sweep (Linux), so a
 // killed sweep leaves no orphan writing into a run folder that the next sweep restarts.
 pid_t spawn_worker(const std::string& exe, const std::vector<std::string>& args,
-                   const fs::path& log) {
+                   const std::vector<std::string>& extra_env, const fs::path& log) {
   std::vector<std::string> strings{exe};
   strings.insert(strings.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& s : strings) argv.push_back(s.data());
   argv.push_back(nullptr);
+  // The parent's environment with `extra_env` replacing variables of the same name; built
+  // before fork, since the child may only make async-signal-safe calls.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry(*e);
+    const std::string name = entry.substr(0, entry.find('='));
+    const bool replaced = std::any_of(extra_env.begin(), extra_env.end(), [&](const auto& x) {
+      return x.compare(0, name.size() + 1, name + "=") == 0;
+    });
+    if (!replaced) env_strings.push_back(entry);
+  }
+  env_strings.insert(env_strings.end(), extra_env.begin(), extra_env.end());
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
   const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0)
     throw RuntimeFailure(
@@ -301,7 +318,7 @@ pid_t spawn_worker(const std::string& exe, const std::vector<std::string>& args,
     ::dup2(fd, STDERR_FILENO);
     const int null = ::open("/dev/null", O_RDONLY);
     if (null >= 0) ::dup2(null, STDIN_FILENO);
-    ::execv(argv[0], argv.data());
+    ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }
   ::close(fd);
@@ -317,6 +334,73 @@ std::string exit_text(int status) {
 }
 
 }  // namespace
+
+std::vector<int> parse_gpu_list(const std::string& text, int available) {
+  const std::string usage = "give CUDA device indices such as 0,1 or all";
+  auto no_device = [] {
+    return UsageError("--gpus: no CUDA device is visible (this machine or build has none)");
+  };
+  if (text == "all") {
+    if (available == 0) throw no_device();
+    std::vector<int> all;
+    for (int i = 0; i < available; ++i) all.push_back(i);
+    return all;  // empty when unknown: Slurm decides
+  }
+  if (text.empty()) throw UsageError("--gpus: empty; " + usage);
+  std::vector<int> gpus;
+  std::size_t begin = 0;
+  while (begin <= text.size()) {
+    const std::size_t end = std::min(text.find(',', begin), text.size());
+    const std::string token = text.substr(begin, end - begin);
+    const bool digits = !token.empty() && token.size() <= 4 &&
+                        std::all_of(token.begin(), token.end(),
+                                    [](unsigned char c) { return std::isdigit(c) != 0; });
+    if (!digits) {
+      throw UsageError(
+          fmt::format("--gpus: '{}' is not a GPU index in '{}'; {}", token, text, usage));
+    }
+    const int gpu = std::stoi(token);
+    if (std::find(gpus.begin(), gpus.end(), gpu) != gpus.end()) {
+      throw UsageError(fmt::format("--gpus: GPU {} is listed twice in '{}'", gpu, text));
+    }
+    if (available == 0) throw no_device();
+    if (available > 0 && gpu >= available) {
+      throw UsageError(
+          fmt::format("--gpus: GPU {} does not exist: this machine has {} CUDA "
+                      "device{} (0..{})",
+                      gpu, available, available > 1 ? "s" : "", available - 1));
+    }
+    gpus.push_back(gpu);
+    begin = end + 1;
+  }
+  return gpus;
+}
+
+WorkerLaunch worker_launch(const std::string& config_path, int64_t index, int64_t slot,
+                           const std::vector<int>& gpus,
+                           const std::vector<std::string>& extra_args) {
+  WorkerLaunch w;
+  w.args = {"sweep", config_path, "--task", std::to_string(index)};
+  w.args.insert(w.args.end(), extra_args.begin(), extra_args.end());
+  if (!gpus.empty()) {
+    // The child sees only its GPU, as cuda:0: run folders and configs stay free of indices.
+    w.gpu = gpus[static_cast<std::size_t>(slot) % gpus.size()];
+    w.env.push_back(fmt::format("CUDA_VISIBLE_DEVICES={}", w.gpu));
+    w.args.insert(w.args.end(), {"--device", "cuda"});
+  }
+  return w;
+}
+
+std::vector<int> plan_gpus(int64_t runs, int64_t workers, const std::vector<int>& gpus) {
+  std::vector<int> plan;
+  if (gpus.empty())
+    return std::vector<int>(static_cast<std::size_t>(std::max<int64_t>(runs, 0)), -1);
+  const int64_t slots = std::max<int64_t>(workers, 1);
+  for (int64_t i = 0; i < runs; ++i) {
+    plan.push_back(gpus[static_cast<std::size_t>(i % slots) % gpus.size()]);
+  }
+  return plan;
+}
 
 void SweepConfig::Dataset::visit(ConfigVisitor& v) {
   v.field("train", train, "training videos (native layout or COCO-video JSON)");
@@ -569,8 +653,15 @@ SweepResult run_sweep_task(const SweepConfig& config, std::int64_t index,
 SweepResult run_sweep(const SweepConfig& config, const SweepOptions& options) {
   const auto start = Clock::now();
   const auto runs = expand_sweep(config);
-  const std::int64_t workers = options.workers > 0 ? options.workers : config.sweep.workers;
+  // One worker per GPU unless --workers says otherwise.
+  const std::int64_t workers = options.workers > 0 ? options.workers
+                               : !options.gpus.empty()
+                                   ? static_cast<std::int64_t>(options.gpus.size())
+                                   : config.sweep.workers;
   const bool in_process = options.executable.empty();
+  if (in_process && !options.gpus.empty()) {
+    throw UsageError("--gpus needs the iris executable to start worker processes");
+  }
   if (!in_process && workers < 1) throw UsageError("--workers must be >= 1");
   if (in_process && workers > 1) {
     throw UsageError("several workers need the iris executable to start worker processes");
@@ -599,12 +690,25 @@ SweepResult run_sweep(const SweepConfig& config, const SweepOptions& options) {
           config.sweep.name, runs.size(), baselines, root.string(), result.skipped, todo.size(),
           todo.empty() ? "" : fmt::format(" with {} worker{}", workers, workers > 1 ? "s" : "")));
   if (options.dry_run) {
+    const auto plan = plan_gpus(static_cast<std::int64_t>(todo.size()), workers, options.gpus);
+    if (!options.gpus.empty()) {
+      say(options, fmt::format("  GPUs {}: worker k runs on GPU k mod {} (CUDA_VISIBLE_DEVICES "
+                               "set, --device cuda); a new run takes the GPU of the worker that "
+                               "finished",
+                               fmt::join(options.gpus, ","), options.gpus.size()));
+    }
+    std::size_t position = 0;
     for (std::size_t i = 0; i < runs.size(); ++i) {
       const bool skip = states[i] == SweepRunState::kFinished;
-      say(options, fmt::format("  [{}] {}  {}{}", i, runs[i].name, sweep_run_state_name(states[i]),
-                               skip                                   ? ", skipped"
-                               : states[i] == SweepRunState::kPending ? ""
-                                                                      : ", starts again"));
+      std::string gpu;
+      if (!skip && !options.gpus.empty()) gpu = fmt::format(", GPU {}", plan[position]);
+      if (!skip) ++position;
+      say(options,
+          fmt::format("  [{}] {}  {}{}{}", i, runs[i].name, sweep_run_state_name(states[i]),
+                      skip                                   ? ", skipped"
+                      : states[i] == SweepRunState::kPending ? ""
+                                                             : ", starts again",
+                      gpu));
     }
     result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
     return result;
@@ -681,20 +785,26 @@ SweepResult run_sweep(const SweepConfig& config, const SweepOptions& options) {
       std::size_t index;
       Clock::time_point start;
       fs::path log;
+      std::int64_t slot;  // which worker: fixes its GPU
     };
     std::map<pid_t, Worker> running;
+    std::vector<bool> slot_busy(static_cast<std::size_t>(workers), false);
     std::size_t next = 0;
     while (next < todo.size() || !running.empty()) {
       while (next < todo.size() && static_cast<std::int64_t>(running.size()) < workers) {
         const std::size_t i = todo[next++];
         prepare(i);
         const fs::path log = root / "logs" / (runs[i].name + ".log");
-        std::vector<std::string> args{"sweep", resolved.string(), "--task", std::to_string(i)};
-        args.insert(args.end(), thread_args.begin(), thread_args.end());
-        const pid_t pid = spawn_worker(options.executable, args, log);
-        running[pid] = {i, Clock::now(), log};
-        say(options, fmt::format("run {} started ({} of {}, worker pid {})", runs[i].name, i + 1,
-                                 runs.size(), pid));
+        const auto slot = static_cast<std::int64_t>(
+            std::find(slot_busy.begin(), slot_busy.end(), false) - slot_busy.begin());
+        const auto launch = worker_launch(resolved.string(), static_cast<std::int64_t>(i), slot,
+                                          options.gpus, thread_args);
+        const pid_t pid = spawn_worker(options.executable, launch.args, launch.env, log);
+        slot_busy[static_cast<std::size_t>(slot)] = true;
+        running[pid] = {i, Clock::now(), log, slot};
+        say(options, fmt::format("run {} started ({} of {}, worker pid {}{})", runs[i].name, i + 1,
+                                 runs.size(), pid,
+                                 launch.gpu >= 0 ? fmt::format(", GPU {}", launch.gpu) : ""));
       }
       bool reaped = false;
       for (auto it = running.begin(); it != running.end();) {
@@ -706,6 +816,7 @@ SweepResult run_sweep(const SweepConfig& config, const SweepOptions& options) {
         }
         const Worker w = it->second;
         it = running.erase(it);
+        slot_busy[static_cast<std::size_t>(w.slot)] = false;
         reaped = true;
         const fs::path dir = root / runs[w.index].name;
         const auto state = sweep_run_state(dir.string());
@@ -728,7 +839,7 @@ SweepResult run_sweep(const SweepConfig& config, const SweepOptions& options) {
 }
 
 std::string slurm_script(const SweepConfig& config, const std::string& config_path,
-                         const std::string& executable) {
+                         const std::string& executable, bool gpu_per_task) {
   const auto runs = expand_sweep(config);
   auto quote = [](const std::string& s) {
     std::string q = "'";
@@ -741,7 +852,11 @@ std::string slurm_script(const SweepConfig& config, const std::string& config_pa
   s += fmt::format("#SBATCH --job-name=iris-{}\n", config.sweep.name);
   s += fmt::format("#SBATCH --array=0-{}\n", runs.size() - 1);
   s += fmt::format("#SBATCH --output={}/logs/slurm-%A_%a.out\n", dir);
-  if (device.rfind("cuda", 0) == 0) s += "#SBATCH --gres=gpu:1\n";
+  if (gpu_per_task) {
+    s += "#SBATCH --ntasks=1\n#SBATCH --gpus-per-task=1\n";
+  } else if (device.rfind("cuda", 0) == 0) {
+    s += "#SBATCH --gres=gpu:1\n";
+  }
   if (config.base.run.threads > 0)
     s += fmt::format("#SBATCH --cpus-per-task={}\n", config.base.run.threads);
   s += fmt::format(
@@ -752,8 +867,9 @@ std::string slurm_script(const SweepConfig& config, const std::string& config_pa
     s += fmt::format("# task {}: {}\n", i, runs[i].name);
   s += "set -euo pipefail\n";
   s += fmt::format("cd {}\n", quote(fs::current_path().string()));
-  s += fmt::format("exec {} sweep {} --task \"${{SLURM_ARRAY_TASK_ID}}\"\n", quote(executable),
-                   quote(config_path));
+  // Slurm sets CUDA_VISIBLE_DEVICES to the task's GPU, which the run sees as cuda:0.
+  s += fmt::format("exec {} sweep {} --task \"${{SLURM_ARRAY_TASK_ID}}\"{}\n", quote(executable),
+                   quote(config_path), gpu_per_task ? " --device cuda" : "");
   return s;
 }
 

@@ -75,8 +75,35 @@ enum class SweepRunState { kPending, kInterrupted, kFinished, kFailed };
 SweepRunState sweep_run_state(const std::string& run_dir);
 const char* sweep_run_state_name(SweepRunState state);  // pending, interrupted, finished, failed
 
+// `--gpus 0,2,3` or `--gpus all`: the CUDA devices local workers run on, in the order given.
+// `available` is the number of CUDA devices of this machine, or -1 when unknown (a Slurm script:
+// the indices are not checked and "all" stands for one GPU per task). Throws UsageError naming
+// --gpus for a malformed or repeated index, one not below `available`, or no device at all.
+std::vector<int> parse_gpu_list(const std::string& text, int available);
+
+// One local worker process: what follows the executable on its command line and what is added
+// to its environment ("NAME=value").
+struct WorkerLaunch {
+  std::vector<std::string> args;
+  std::vector<std::string> env;
+  int gpu = -1;  // the CUDA device it runs on; -1: none
+};
+
+// The worker in slot `slot` (0 .. workers - 1) running task `index` of `config_path`: slot k
+// runs on gpus[k % gpus.size()], given to it as CUDA_VISIBLE_DEVICES=<gpu> and `--device cuda`,
+// so the run sees its GPU as cuda:0 and nothing else. Without GPUs: no device arguments.
+WorkerLaunch worker_launch(const std::string& config_path, int64_t index, int64_t slot,
+                           const std::vector<int>& gpus,
+                           const std::vector<std::string>& extra_args = {});
+
+// The GPU of each of `runs` runs started in order by `workers` workers (round-robin over the
+// slots, slot k on gpus[k % gpus.size()]): the dry run's plan. At run time a run takes the slot,
+// and so the GPU, of the worker that finished first; with equal run times this is the same.
+std::vector<int> plan_gpus(int64_t runs, int64_t workers, const std::vector<int>& gpus);
+
 struct SweepOptions {
-  int64_t workers = 0;     // 0: config's sweep.workers
+  int64_t workers = 0;     // 0: config's sweep.workers, or one per GPU with `gpus`
+  std::vector<int> gpus;   // CUDA devices for worker processes (empty: run.device as configured)
   std::string executable;  // the `iris` binary for worker processes; empty: run in-process
   bool dry_run = false;    // print the plan only
   std::function<void(const std::string& line)> progress;  // "done/left, ETA" lines
@@ -104,8 +131,10 @@ SweepResult run_sweep_task(const SweepConfig& config, int64_t index,
 // (one array task per run, a GPU per task when base.run.device is cuda). `config_path` should be
 // the resolved <sweep_dir>/sweep.yaml, so that editing the original file cannot renumber the
 // tasks of a queued array. Paths in the config are resolved from the current directory, which
-// the script changes to.
+// the script changes to. With `gpu_per_task` (`--gpus` given): every array task asks for one
+// task with one GPU (`--ntasks=1`, `--gpus-per-task=1`) and runs with `--device cuda`, the GPU
+// Slurm gave it.
 std::string slurm_script(const SweepConfig& config, const std::string& config_path,
-                         const std::string& executable);
+                         const std::string& executable, bool gpu_per_task = false);
 
 }  // namespace iris

@@ -26,7 +26,8 @@ TEST(IrisModel, ShapesIn2DAnd3D) {
     IrisOptions o = tiny(dims);
     o.deep_supervision = true;
     IrisModel model(o);
-    const std::vector<int64_t> s = dims == 2 ? std::vector<int64_t>{32, 24} : std::vector<int64_t>{8, 16, 12};
+    const std::vector<int64_t> s =
+        dims == 2 ? std::vector<int64_t>{32, 24} : std::vector<int64_t>{8, 16, 12};
     auto shape = [&](int64_t b, int64_t c) {
       std::vector<int64_t> v{b, c};
       v.insert(v.end(), s.begin(), s.end());
@@ -46,17 +47,19 @@ TEST(IrisModel, ShapesIn2DAnd3D) {
 
 TEST(IrisModel, RejectsSizesNotDivisibleByTheStrides) {
   IrisModel model(tiny(2));
-  EXPECT_THROW(model->encode_task(torch::randn({1, 1, 30, 32}), torch::ones({1, 1, 30, 32})), c10::Error);
-  EXPECT_THROW(model->encode_task(torch::randn({1, 1, 32, 32}), torch::ones({1, 1, 16, 32})), c10::Error);
+  EXPECT_THROW(model->encode_task(torch::randn({1, 1, 30, 32}), torch::ones({1, 1, 30, 32})),
+               c10::Error);
+  EXPECT_THROW(model->encode_task(torch::randn({1, 1, 32, 32}), torch::ones({1, 1, 16, 32})),
+               c10::Error);
 }
 
 TEST(IrisModel, CheckpointKeysNameTheModules) {
   IrisModel model(tiny(2));
   const auto params = model->named_parameters();
-  for (const char* key : {"encoder.stem.conv1.weight", "encoder.down.1.shortcut.weight",
-                          "task_encoder.query_tokens", "task_encoder.cross_attn.q_proj.weight",
-                          "decoder.layers.0.token_to_image.q_proj.weight", "decoder.up.0.weight",
-                          "decoder.class_embed.fc2.bias"}) {
+  for (const char* key :
+       {"encoder.stem.conv1.weight", "encoder.down.1.shortcut.weight", "task_encoder.query_tokens",
+        "task_encoder.cross_attn.q_proj.weight", "decoder.layers.0.token_to_image.q_proj.weight",
+        "decoder.up.0.weight", "decoder.class_embed.fc2.bias"}) {
     EXPECT_TRUE(params.contains(key)) << key;
   }
   for (const auto& item : params) {
@@ -150,11 +153,11 @@ TEST(ReferencePrior, PooledMaskRendersBackAsASmoothedCopy) {
   EXPECT_EQ(pooled.sizes(), (std::vector<int64_t>{1, 1, 1024}));
   const auto rendered = fourier_render(pooled, frequencies, {64, 64})[0][0];
   EXPECT_NEAR(rendered.slice(0, 26, 38).slice(1, 26, 38).mean().item<double>(), 1.0, 0.4);
-  EXPECT_LT(rendered.slice(0, 0, 8).mean().abs().item<double>(), 0.1);  // Fourier noise averages out
-  const double thresholded_dice =
-      (2 * ((rendered > 0.5).to(torch::kFloat) * mask[0][0]).sum() /
-       ((rendered > 0.5).to(torch::kFloat).sum() + mask[0][0].sum()))
-          .item<double>();
+  EXPECT_LT(rendered.slice(0, 0, 8).mean().abs().item<double>(),
+            0.1);  // Fourier noise averages out
+  const double thresholded_dice = (2 * ((rendered > 0.5).to(torch::kFloat) * mask[0][0]).sum() /
+                                   ((rendered > 0.5).to(torch::kFloat).sum() + mask[0][0].sum()))
+                                      .item<double>();
   EXPECT_GT(thresholded_dice, 0.9);
   // 3D uses the same formulas; chunking over voxels does not change the result.
   const auto f3 = at::randn({3, 512}, generator, at::kFloat) * 4.0;
@@ -162,7 +165,8 @@ TEST(ReferencePrior, PooledMaskRendersBackAsASmoothedCopy) {
   cube[0][0].slice(0, 10, 30).slice(1, 10, 30).slice(2, 10, 30).fill_(1);
   const auto r3 = fourier_render(fourier_pool(cube, f3, 4.0), f3, {40, 40, 40});
   EXPECT_EQ(r3.sizes(), (std::vector<int64_t>{1, 2, 40, 40, 40}));
-  EXPECT_NEAR(r3[0][0].slice(0, 14, 26).slice(1, 14, 26).slice(2, 14, 26).mean().item<double>(), 1.0, 0.4);
+  EXPECT_NEAR(r3[0][0].slice(0, 14, 26).slice(1, 14, 26).slice(2, 14, 26).mean().item<double>(),
+              1.0, 0.4);
   EXPECT_LT(r3[0][0].slice(0, 0, 4).mean().abs().item<double>(), 0.2);
   EXPECT_EQ(r3[0][1].abs().max().item<double>(), 0.0);  // an empty mask renders as nothing
 }
@@ -182,12 +186,119 @@ TEST(ReferencePrior, UntrainedModelStartsFromTheSmoothedReference) {
   EXPECT_EQ(o.tokens_per_class(), o.query_tokens + 1 + 256 / o.feature_channels());
   const auto logits = model->segment(torch::randn({1, 1, 32, 32}), task).logits;
   const auto predicted = (logits > 0).to(torch::kFloat);
-  const double dice = (2 * (predicted * mask).sum() / (predicted.sum() + mask.sum())).item<double>();
+  const double dice =
+      (2 * (predicted * mask).sum() / (predicted.sum() + mask.sum())).item<double>();
   EXPECT_GT(dice, 0.8);
   // The frequencies are part of the checkpoint (a buffer), equal for every model of the config.
   IrisModel other(o);
   EXPECT_TRUE(torch::equal(other->prior_frequencies, model->prior_frequencies));
   EXPECT_TRUE(model->named_buffers().contains("prior_frequencies"));
+}
+
+namespace {
+
+double dice(const at::Tensor& predicted, const at::Tensor& truth) {
+  return (2 * (predicted * truth).sum() / (predicted.sum() + truth.sum())).item<double>();
+}
+
+// A bright rectangle (the "anatomy") on a dark 64x64 field with a structure inside it at the same
+// relative place: rows/cols [r0, r1) x [c0, c1), structure its upper-left quarter.
+std::pair<at::Tensor, at::Tensor> scene(int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  auto image = torch::zeros({1, 1, 64, 64});
+  image.slice(2, r0, r1).slice(3, c0, c1).fill_(0.8);
+  auto mask = torch::zeros({1, 1, 64, 64});
+  mask.slice(2, r0 + (r1 - r0) / 8, r0 + (r1 - r0) / 2)
+      .slice(3, c0 + (c1 - c0) / 8, c0 + (c1 - c0) / 2)
+      .fill_(1);
+  return {image, mask};
+}
+
+}  // namespace
+
+TEST(ReferencePrior, ForegroundFrameIsTheMomentsOfTheBrightVoxels) {
+  const auto [image, mask] = scene(16, 48, 8, 40);
+  const auto frame = foreground_frame(image);  // [1, 2, 2]
+  ASSERT_EQ(frame.sizes(), (std::vector<int64_t>{1, 2, 2}));
+  const auto axis = torch::linspace(-1, 1, 64);
+  const auto rows = axis.slice(0, 16, 48), cols = axis.slice(0, 8, 40);
+  EXPECT_NEAR(frame[0][0][0].item<double>(), rows.mean().item<double>(), 1e-5);
+  EXPECT_NEAR(frame[0][0][1].item<double>(), cols.mean().item<double>(), 1e-5);
+  EXPECT_NEAR(frame[0][1][0].item<double>(), rows.std(/*unbiased=*/false).item<double>(), 1e-5);
+  EXPECT_NEAR(frame[0][1][1].item<double>(), cols.std(/*unbiased=*/false).item<double>(), 1e-5);
+  // No foreground: the grid's own frame, so coordinates stay the grid's at any mix.
+  const auto blank = foreground_frame(torch::zeros({1, 1, 64, 64}));
+  EXPECT_NEAR(blank[0][0].abs().max().item<double>(), 0.0, 1e-7);
+  EXPECT_NEAR(blank[0][1][0].item<double>(), kGridStd, 1e-6);
+  const auto coords = frame_coordinates({64, 64}, blank, torch::ones({2}));
+  EXPECT_LT((coords[0] - grid_coordinates({64, 64}, torch::kFloat)).abs().max().item<double>(),
+            1e-5);
+}
+
+TEST(ReferencePrior, PriorInTheForegroundFrameFollowsAShiftedAndScaledAnatomy) {
+  // Reference anatomy large and centred; the query's is half as large and off-centre, with the
+  // structure at the same relative place. On the grid the prior lands on the reference's place;
+  // in the foreground frames it lands on the query's structure.
+  // 2048 features at frequency 4: little Fourier noise on a structure of ~80 pixels.
+  at::Generator generator = at::detail::createCPUGenerator(11);
+  const auto frequencies = at::randn({2, 1024}, generator, at::kFloat) * 4.0;
+  const auto [ref_image, ref_mask] = scene(8, 56, 8, 56);
+  const auto [query_image, query_mask] = scene(20, 44, 30, 54);
+  auto render = [&](double mix) {
+    const auto m = torch::full({2}, mix);
+    const auto pooled = fourier_pool(ref_mask, frequencies, 4.0,
+                                     frame_coordinates({64, 64}, foreground_frame(ref_image), m));
+    return fourier_render(pooled, frequencies, {64, 64},
+                          frame_coordinates({64, 64}, foreground_frame(query_image), m));
+  };
+  const double on_grid = dice((render(0.0) > 0.5).to(torch::kFloat), query_mask);
+  const double in_frame = dice((render(1.0) > 0.5).to(torch::kFloat), query_mask);
+  EXPECT_LT(on_grid, 0.3);
+  EXPECT_GT(in_frame, 0.8);
+  // Mix 0 is exactly the grid prior.
+  const auto plain =
+      fourier_render(fourier_pool(ref_mask, frequencies, 4.0), frequencies, {64, 64});
+  EXPECT_LT((render(0.0) - plain).abs().max().item<double>(), 1e-4);
+  // A batch with per-item coordinates equals its items one by one.
+  const auto images = torch::cat({ref_image, query_image}),
+             masks = torch::cat({ref_mask, query_mask});
+  const auto coords = frame_coordinates({64, 64}, foreground_frame(images), torch::full({2}, 0.7));
+  const auto both = fourier_pool(masks, frequencies, 4.0, coords);
+  for (int64_t i = 0; i < 2; ++i) {
+    const auto one =
+        fourier_pool(masks.slice(0, i, i + 1), frequencies, 4.0, coords.slice(0, i, i + 1));
+    EXPECT_LT((both.slice(0, i, i + 1) - one).abs().max().item<double>(), 1e-5);
+  }
+}
+
+TEST(ReferencePrior, FrameMixStartsAtTheGridAndLearns) {
+  torch::manual_seed(5);
+  IrisOptions o = tiny(2);
+  o.prior_features = 2048;
+  o.prior_frequency = 4.0;
+  IrisModel plain(o);
+  o.prior_frame = true;
+  torch::manual_seed(5);
+  IrisModel framed(o);
+  ASSERT_TRUE(framed->decoder->named_parameters().contains("prior_frame_mix"));
+  EXPECT_EQ(framed->decoder->prior_frame_mix.sizes(), (std::vector<int64_t>{2}));
+  const auto [ref_image, ref_mask] = scene(8, 56, 8, 56);
+  const auto [query_image, query_mask] = scene(20, 44, 30, 54);
+  // Untrained (mix 0): the same network as without the option.
+  const auto a = plain->forward(query_image, ref_image, ref_mask).logits;
+  const auto b = framed->forward(query_image, ref_image, ref_mask).logits;
+  EXPECT_LT((a - b).abs().max().item<double>(), 1e-5);
+  // The loss reaches the mix, and a mix of 1 follows the query's anatomy.
+  const auto loss = torch::binary_cross_entropy_with_logits(b, query_mask);
+  loss.backward();
+  ASSERT_TRUE(framed->decoder->prior_frame_mix.grad().defined());
+  EXPECT_GT(framed->decoder->prior_frame_mix.grad().abs().sum().item<double>(), 0.0);
+  {
+    torch::NoGradGuard no_grad;
+    framed->decoder->prior_frame_mix.fill_(1.0);
+  }
+  framed->eval();
+  const auto moved = framed->forward(query_image, ref_image, ref_mask).logits;
+  EXPECT_GT(dice((moved > 0).to(torch::kFloat), query_mask), 0.7);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <functional>
 
 #include "core/atomic_file.h"
 #include "core/build_info.h"
@@ -100,6 +101,58 @@ TEST(Resume, StoppedAndResumedRunLogsTheSameValuesAsAnUninterruptedOne) {
   EXPECT_TRUE(again.already_finished);
   EXPECT_EQ(again.steps, 8);
   EXPECT_EQ(read_file(split.metrics_path()), metrics_before);
+}
+
+// Runs `make(root, name)` straight through and stopped after step 4 then resumed; both must log
+// the same values and end with the same best and final numbers.
+void expect_exact_resume(
+    const std::function<IrisTrainConfig(const fs::path&, const std::string&)>& make) {
+  test::TempDir dir;
+  const TrainResult straight = train_iris(make(dir.path(), "straight"));
+  ASSERT_TRUE(straight.finished);
+  const TrainResult first = train_iris(make(dir.path(), "split"), {"", 4});
+  EXPECT_FALSE(first.finished);
+  const RunDir split = RunDir::existing(dir / "split");
+  const TrainResult second = train_iris(make(dir.path(), "split"), {split.path().string(), 0});
+  EXPECT_EQ(second.resumed_from, 4);
+  EXPECT_TRUE(second.finished);
+  const auto a = RunDir::existing(dir / "straight").read_metrics();
+  const auto b = split.read_metrics();
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_EQ(a.size(), 8u + 3u) << "8 step rows and validations at steps 3, 6 and 8";
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    expect_same_values(a[i], b[i], "row " + std::to_string(i));
+  }
+  EXPECT_DOUBLE_EQ(straight.best_validation_dice, second.best_validation_dice);
+  EXPECT_EQ(straight.best_step, second.best_step);
+  EXPECT_DOUBLE_EQ(straight.final_train_loss, second.final_train_loss);
+  EXPECT_EQ(RunDir::existing(dir / "straight").read_summary()["memory_bank/classes"],
+            split.read_summary()["memory_bank/classes"]);
+}
+
+TEST(Resume, LambRunResumesExactly) {
+  if (!is_mricron_atlas_dir(kMricronTemplates))
+    GTEST_SKIP() << "mricron-data atlases not installed";
+  expect_exact_resume([](const fs::path& root, const std::string& name) {
+    auto config = tiny_config(root, name);
+    config.optim.name = "lamb";
+    config.optim.eps = 1e-6;
+    config.optim.schedule = "exponential";
+    config.optim.final_lr_ratio = 0.5;
+    return config;
+  });
+}
+
+// 3D patch mode on synthetic volumes (no atlas needed), with Lamb and patch augmentation.
+TEST(Resume, PatchRunOnSyntheticVolumesResumesExactly) {
+  expect_exact_resume([](const fs::path& root, const std::string& name) {
+    return load_config<IrisTrainConfig>(
+        {std::string(IRIS_SOURCE_DIR) + "/configs/iris/patch_3d_tiny.yaml",
+         {"run.root=" + root.string(), "run.name=" + name, "run.threads=1",
+          "data.volume_size=24", "data.volumes=3", "data.patch_size=[8,16,16]",
+          "optim.iterations=8", "optim.warmup=2", "optim.batch=2", "validation.every=3",
+          "validation.episodes=2", "checkpoint_every=0"}});
+  });
 }
 
 TEST(Resume, RefusesADifferentConfigAndAFolderWithoutARun) {

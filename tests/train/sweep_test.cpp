@@ -18,6 +18,7 @@
 
 #include "core/atomic_file.h"
 #include "core/build_info.h"
+#include "core/device.h"
 #include "core/error.h"
 #include "data/synthetic_video.h"
 #include "test_util.h"
@@ -567,6 +568,117 @@ TEST(SweepSlurm, OneArrayTaskPerRunAndAGpuOnlyOnCuda) {
   EXPECT_EQ(bad.exit_code, 2) << bad.output;
   EXPECT_NE(bad.output.find("--task 12: the sweep has 12 runs (tasks 0 to 11)"), std::string::npos)
       << bad.output;
+}
+
+std::string usage_error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  return "(no UsageError)";
+}
+
+TEST(SweepGpus, ListsAreParsedAndMistakesNameTheFlag) {
+  EXPECT_EQ(parse_gpu_list("0,1,3", 4), (std::vector<int>{0, 1, 3}));
+  EXPECT_EQ(parse_gpu_list("2", -1), (std::vector<int>{2}));
+  EXPECT_EQ(parse_gpu_list("all", 3), (std::vector<int>{0, 1, 2}));
+  EXPECT_TRUE(parse_gpu_list("all", -1).empty()) << "unknown count: Slurm decides";
+  for (const std::string bad : {"0,x", "0,,1", "-1", "1.5", "0,", " 1", "cuda:0"}) {
+    const auto e = usage_error_of([&] { parse_gpu_list(bad, 8); });
+    EXPECT_NE(e.find("--gpus: '"), std::string::npos) << bad << ": " << e;
+    EXPECT_NE(e.find("is not a GPU index"), std::string::npos) << bad << ": " << e;
+  }
+  EXPECT_NE(usage_error_of([] { parse_gpu_list("", 2); }).find("--gpus: empty"), std::string::npos);
+  EXPECT_NE(
+      usage_error_of([] { parse_gpu_list("1,0,1", 2); }).find("--gpus: GPU 1 is listed twice"),
+      std::string::npos);
+  EXPECT_NE(usage_error_of([] {
+              parse_gpu_list("0,2", 2);
+            }).find("--gpus: GPU 2 does not exist: this machine has 2 CUDA devices (0..1)"),
+            std::string::npos);
+  EXPECT_NE(usage_error_of([] { parse_gpu_list("all", 0); }).find("--gpus: no CUDA device"),
+            std::string::npos);
+  EXPECT_NE(usage_error_of([] { parse_gpu_list("0", 0); }).find("--gpus: no CUDA device"),
+            std::string::npos);
+}
+
+TEST(SweepGpus, WorkersGetTheirDeviceRoundRobin) {
+  const std::vector<int> gpus{2, 5, 7};
+  EXPECT_EQ(plan_gpus(7, 3, gpus), (std::vector<int>{2, 5, 7, 2, 5, 7, 2}));
+  EXPECT_EQ(plan_gpus(5, 2, gpus), (std::vector<int>{2, 5, 2, 5, 2})) << "fewer workers than GPUs";
+  EXPECT_EQ(plan_gpus(4, 4, {0, 1}), (std::vector<int>{0, 1, 0, 1})) << "two workers per GPU";
+  EXPECT_EQ(plan_gpus(2, 2, {}), (std::vector<int>{-1, -1}));
+
+  const std::vector<std::string> threads{"--threads", "4"};
+  const auto w = worker_launch("runs/study/sweep.yaml", 11, 1, gpus, threads);
+  EXPECT_EQ(w.gpu, 5);
+  EXPECT_EQ(w.args, (std::vector<std::string>{"sweep", "runs/study/sweep.yaml", "--task", "11",
+                                              "--threads", "4", "--device", "cuda"}));
+  EXPECT_EQ(w.env, (std::vector<std::string>{"CUDA_VISIBLE_DEVICES=5"}));
+  EXPECT_EQ(worker_launch("s.yaml", 0, 4, gpus).gpu, 5) << "slot 4 of 3 GPUs";
+  const auto cpu = worker_launch("s.yaml", 3, 0, {});
+  EXPECT_EQ(cpu.gpu, -1);
+  EXPECT_TRUE(cpu.env.empty());
+  EXPECT_EQ(cpu.args, (std::vector<std::string>{"sweep", "s.yaml", "--task", "3"}));
+}
+
+TEST(SweepGpus, DryRunShowsEachRunsGpuAndBadListsAreUsageErrors) {
+  test::TempDir dir;
+  auto c = two_by_two();
+  c.sweep.root = (dir / "runs").string();
+  write_sweep_yaml(c, dir / "s.yaml");
+  const std::string sweep = test::iris_binary() + " sweep '" + (dir / "s.yaml").string() + "'";
+  const auto r = test::run_command(sweep + " --dry-run --gpus 0,1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("12 to run with 2 workers"), std::string::npos) << r.output;
+  const auto runs = expand_sweep(c);
+  EXPECT_NE(r.output.find("[0] " + runs[0].name + "  pending, GPU 0\n"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("[1] " + runs[1].name + "  pending, GPU 1\n"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("[2] " + runs[2].name + "  pending, GPU 0\n"), std::string::npos)
+      << r.output;
+  const auto fewer = test::run_command(sweep + " --dry-run --gpus 3,1,2 --workers 2");
+  ASSERT_EQ(fewer.exit_code, 0) << fewer.output;
+  EXPECT_NE(fewer.output.find("with 2 workers"), std::string::npos) << fewer.output;
+  EXPECT_NE(fewer.output.find("[2] " + runs[2].name + "  pending, GPU 3\n"), std::string::npos)
+      << fewer.output;
+  const auto bad = test::run_command(sweep + " --dry-run --gpus 0,one");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("--gpus: 'one' is not a GPU index"), std::string::npos) << bad.output;
+  if (cuda_device_count() == 0) {
+    const auto none = test::run_command(sweep + " --gpus all");
+    EXPECT_EQ(none.exit_code, 2) << none.output;
+    EXPECT_NE(none.output.find("--gpus: no CUDA device"), std::string::npos) << none.output;
+  }
+}
+
+TEST(SweepGpus, SlurmScriptAsksForOneGpuPerArrayTask) {
+  auto c = two_by_two();
+  std::string s = slurm_script(c, "runs/study/sweep.yaml", "/opt/iris/bin/iris", true);
+  EXPECT_NE(s.find("#SBATCH --ntasks=1\n#SBATCH --gpus-per-task=1\n"), std::string::npos) << s;
+  EXPECT_EQ(s.find("--gres"), std::string::npos) << "one request, not two: " << s;
+  EXPECT_NE(s.find("exec '/opt/iris/bin/iris' sweep 'runs/study/sweep.yaml' --task "
+                   "\"${SLURM_ARRAY_TASK_ID}\" --device cuda\n"),
+            std::string::npos)
+      << s;
+  s = slurm_script(c, "runs/study/sweep.yaml", "/opt/iris/bin/iris");
+  EXPECT_EQ(s.find("--gpus-per-task"), std::string::npos) << s;
+
+  test::TempDir dir;
+  c.sweep.root = (dir / "runs").string();
+  write_sweep_yaml(c, dir / "s.yaml");
+  const auto r = test::run_command("cd '" + dir.path().string() + "' && " + test::iris_binary() +
+                                   " sweep s.yaml --slurm job.sbatch --gpus all");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string script = read_text(dir / "job.sbatch");
+  EXPECT_NE(script.find("#SBATCH --gpus-per-task=1\n"), std::string::npos) << script;
+  EXPECT_NE(script.find("--device cuda\n"), std::string::npos) << script;
+  const auto bad = test::run_command("cd '" + dir.path().string() + "' && " + test::iris_binary() +
+                                     " sweep s.yaml --slurm job2.sbatch --gpus 0,,1");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("--gpus: '' is not a GPU index"), std::string::npos) << bad.output;
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "models/iris/position.h"
+
 namespace iris::models {
 
 IrisModelImpl::IrisModelImpl(const IrisOptions& o) : options(o) {
@@ -11,13 +13,15 @@ IrisModelImpl::IrisModelImpl(const IrisOptions& o) : options(o) {
   task_encoder = register_module("task_encoder", TaskEncoder(o));
   decoder = register_module("decoder", MaskDecoder(o));
   if (o.prior_features > 0) {
-    TORCH_CHECK(o.prior_features % 2 == 0, "IRIS: prior_features must be even, got ", o.prior_features);
+    TORCH_CHECK(o.prior_features % 2 == 0, "IRIS: prior_features must be even, got ",
+                o.prior_features);
     // Seeded on their own, so every model of a configuration has the same frequencies whatever
     // the global seed; saved as a buffer so checkpoints carry them.
     at::Generator generator = at::detail::createCPUGenerator(/*seed_val=*/0x1215);
-    prior_frequencies = register_buffer(
-        "prior_frequencies", at::randn({o.spatial_dims, o.prior_features / 2}, generator, at::kFloat) *
-                                 o.prior_frequency);
+    prior_frequencies =
+        register_buffer("prior_frequencies",
+                        at::randn({o.spatial_dims, o.prior_features / 2}, generator, at::kFloat) *
+                            o.prior_frequency);
   }
 }
 
@@ -28,11 +32,19 @@ at::Tensor IrisModelImpl::encode_task(const at::Tensor& ref_images, const at::Te
   TORCH_CHECK(ref_images.sizes().slice(2) == ref_masks.sizes().slice(2),
               "IRIS: reference image and mask sizes differ: ", ref_images.sizes(), " vs ",
               ref_masks.sizes());
-  return task_encoder->forward(encoder->forward(ref_images).back(), ref_masks, prior_frequencies);
+  return task_encoder->forward(encoder->forward(ref_images).back(), ref_masks, prior_frequencies,
+                               prior_coordinates(ref_images));
+}
+
+at::Tensor IrisModelImpl::prior_coordinates(const at::Tensor& images) const {
+  if (options.prior_features == 0 || !options.prior_frame) return {};
+  const std::vector<int64_t> size(images.sizes().begin() + 2, images.sizes().end());
+  return frame_coordinates(size, foreground_frame(images), decoder->prior_frame_mix);
 }
 
 IrisOutput IrisModelImpl::segment(const at::Tensor& query_images, const at::Tensor& task) {
-  return decoder->forward(encoder->forward(query_images), task, prior_frequencies);
+  return decoder->forward(encoder->forward(query_images), task, prior_frequencies,
+                          prior_coordinates(query_images));
 }
 
 IrisOutput IrisModelImpl::forward(const at::Tensor& query_images, const at::Tensor& ref_images,

@@ -35,6 +35,10 @@ class IrisModelImpl : public torch::nn::Module {
   // Named parameter groups for training recipes.
   static std::vector<std::string> parameter_groups() { return {"encoder", "task_encoder", "decoder"}; }
 
+  // Per-voxel coordinates of the reference prior for images [B, in, *S] -> [B, N, d] in their
+  // foreground frames (options.prior_frame), or undefined: the grid's.
+  at::Tensor prior_coordinates(const at::Tensor& images) const;
+
   IrisOptions options;
   IrisEncoder encoder{nullptr};
   TaskEncoder task_encoder{nullptr};

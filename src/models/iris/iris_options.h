@@ -26,6 +26,11 @@ struct IrisOptions {
   // of one study, registered volumes); stored as extra rows of the task embedding.
   int64_t prior_features = 0;
   double prior_frequency = 6.0;  // frequencies ~ N(0, f²) per axis over coordinates in [-1, 1]
+  // The prior's coordinates follow each image's foreground frame (position.h: foreground_frame) by
+  // a learned amount per axis (parameter prior_frame_mix, 0 at initialisation: the grid), so a
+  // structure keeps its place relative to the anatomy when the query's field of view is shifted or
+  // scaled against the reference's (other slices of a brain, other patients).
+  bool prior_frame = false;
 
   int64_t channels(int64_t level) const { return base_channels << level; }
   int64_t feature_channels() const { return channels(stages); }

@@ -61,7 +61,8 @@ MaskDecoderImpl::MaskDecoderImpl(const IrisOptions& o) : options(o) {
   fuse = register_module("fuse", torch::nn::ModuleList());
   aux_embed = register_module("aux_embed", torch::nn::ModuleList());
   for (int64_t l = o.stages - 1; l >= 0; --l) {
-    up->push_back(Conv(ConvOptions{o.spatial_dims, o.channels(l + 1), o.channels(l), 2, 2, true, true}));
+    up->push_back(
+        Conv(ConvOptions{o.spatial_dims, o.channels(l + 1), o.channels(l), 2, 2, true, true}));
     fuse->push_back(ResidualBlock(o.spatial_dims, 2 * o.channels(l), o.channels(l), 1));
     if (o.deep_supervision && l > 0) aux_embed->push_back(Mlp(c, c, o.channels(l)));
   }
@@ -69,7 +70,8 @@ MaskDecoderImpl::MaskDecoderImpl(const IrisOptions& o) : options(o) {
   if (o.class_film) {
     film = register_module("film", torch::nn::ModuleList());
     film->push_back(torch::nn::Linear(c, 2 * c));
-    for (int64_t l = o.stages - 1; l >= 0; --l) film->push_back(torch::nn::Linear(c, 2 * o.channels(l)));
+    for (int64_t l = o.stages - 1; l >= 0; --l)
+      film->push_back(torch::nn::Linear(c, 2 * o.channels(l)));
   }
   if (o.prior_features > 0) {
     // Starts as the smoothed reference mask thresholded at 1/2; appearance joins as training opens
@@ -78,21 +80,25 @@ MaskDecoderImpl::MaskDecoderImpl(const IrisOptions& o) : options(o) {
     prior_scale = register_parameter("prior_scale", torch::full({1}, 6.0));
     prior_bias = register_parameter("prior_bias", torch::full({1}, -3.0));
     appearance_gate = register_parameter("appearance_gate", torch::zeros({1}));
+    if (o.prior_frame)
+      prior_frame_mix = register_parameter("prior_frame_mix", torch::zeros({o.spatial_dims}));
   }
 }
 
 IrisOutput MaskDecoderImpl::forward(const std::vector<at::Tensor>& levels, const at::Tensor& task,
-                                    const at::Tensor& prior_frequencies) {
+                                    const at::Tensor& prior_frequencies,
+                                    const at::Tensor& prior_coords) {
   const int64_t c = options.feature_channels(), m1 = options.feature_rows();
   const int64_t rows = options.tokens_per_class();
-  TORCH_CHECK(static_cast<int64_t>(levels.size()) == options.stages + 1,
-              "mask decoder: expected ", options.stages + 1, " feature levels, got ", levels.size());
+  TORCH_CHECK(static_cast<int64_t>(levels.size()) == options.stages + 1, "mask decoder: expected ",
+              options.stages + 1, " feature levels, got ", levels.size());
   TORCH_CHECK(task.dim() == 4 && task.size(2) == rows && task.size(3) == c,
-              "mask decoder: task embeddings must be [B, K, ", rows, ", ", c, "], got ", task.sizes());
+              "mask decoder: task embeddings must be [B, K, ", rows, ", ", c, "], got ",
+              task.sizes());
   const at::Tensor& deepest = levels.back();  // [B, C, *s]
   const int64_t b = deepest.size(0), k = task.size(1);
-  TORCH_CHECK(task.size(0) == b, "mask decoder: batch of task (", task.size(0),
-              ") and query (", b, ") differ");
+  TORCH_CHECK(task.size(0) == b, "mask decoder: batch of task (", task.size(0), ") and query (", b,
+              ") differ");
 
   // One token set for all classes; the slot embedding marks foreground vs context tokens and is
   // the same for every class, so permuting classes permutes the outputs and nothing else.
@@ -121,15 +127,19 @@ IrisOutput MaskDecoderImpl::forward(const std::vector<at::Tensor>& levels, const
     x = fuse[i]->as<ResidualBlock>()->forward(at::cat({x, per_class(levels[level])}, 1));
     if (options.class_film) x = modulate(x, *film[i + 1]->as<torch::nn::Linear>(), class_rows);
     if (options.deep_supervision && level > 0) {
-      out.auxiliary.push_back(class_logits(x, aux_embed[aux++]->as<Mlp>()->forward(summary), options.class_film));
+      out.auxiliary.push_back(
+          class_logits(x, aux_embed[aux++]->as<Mlp>()->forward(summary), options.class_film));
     }
   }
   out.logits = class_logits(x, class_embed->forward(summary), options.class_film);
   if (options.prior_features > 0) {
-    TORCH_CHECK(prior_frequencies.defined(), "mask decoder: the reference prior needs its frequencies");
-    const at::Tensor pooled = task.narrow(2, m1, rows - m1).reshape({b, k, -1}).narrow(2, 0, options.prior_features);
+    TORCH_CHECK(prior_frequencies.defined(),
+                "mask decoder: the reference prior needs its frequencies");
+    const at::Tensor pooled =
+        task.narrow(2, m1, rows - m1).reshape({b, k, -1}).narrow(2, 0, options.prior_features);
     const std::vector<int64_t> size(out.logits.sizes().begin() + 2, out.logits.sizes().end());
-    const at::Tensor prior = fourier_render(at::matmul(pooled, prior_mix.t()), prior_frequencies, size);
+    const at::Tensor prior =
+        fourier_render(at::matmul(pooled, prior_mix.t()), prior_frequencies, size, prior_coords);
     out.logits = appearance_gate * out.logits + prior_scale * prior + prior_bias;
   }
   return out;

@@ -34,9 +34,10 @@ class MaskDecoderImpl : public torch::nn::Module {
  public:
   explicit MaskDecoderImpl(const IrisOptions& options);
   // levels: encoder features of the query; task: [B, K, tokens_per_class, C]; prior_frequencies:
-  // [d, P/2] when options.prior_features > 0
+  // [d, P/2] when options.prior_features > 0; prior_coords: [B, N, d] coordinates of the query's
+  // voxels for the prior (undefined: the grid's)
   IrisOutput forward(const std::vector<at::Tensor>& levels, const at::Tensor& task,
-                     const at::Tensor& prior_frequencies = {});
+                     const at::Tensor& prior_frequencies = {}, const at::Tensor& prior_coords = {});
   IrisOptions options;
   torch::nn::Embedding token_type{nullptr};  // foreground / context slot j, shared by classes
   torch::nn::ModuleList layers{nullptr};
@@ -47,6 +48,8 @@ class MaskDecoderImpl : public torch::nn::Module {
   torch::nn::ModuleList film{nullptr};  // class_film: summary -> (scale, shift), deepest first
   // Reference prior: logits = gate · appearance + scale · φ(x)ᵀ W p_k + bias.
   at::Tensor prior_mix, prior_scale, prior_bias, appearance_gate;
+  // options.prior_frame: [d] how far the prior's coordinates move to each image's foreground frame.
+  at::Tensor prior_frame_mix;
 };
 TORCH_MODULE(MaskDecoder);
 

@@ -43,7 +43,7 @@ at::Tensor foreground_pool(const at::Tensor& features, const at::Tensor& masks) 
 }
 
 at::Tensor foreground_pool_naive(const at::Tensor& features, const at::Tensor& masks) {
-  const at::Tensor up = upsample(features, spatial_sizes(masks));  // [B, C, *S]
+  const at::Tensor up = upsample(features, spatial_sizes(masks));   // [B, C, *S]
   const at::Tensor product = up.unsqueeze(1) * masks.unsqueeze(2);  // [B, K, C, *S]
   const int64_t b = features.size(0), c = features.size(1), k = masks.size(1);
   const at::Tensor area = masks.reshape({b, k, -1}).sum(-1).clamp_min(1e-6);
@@ -53,7 +53,8 @@ at::Tensor foreground_pool_naive(const at::Tensor& features, const at::Tensor& m
 TaskEncoderImpl::TaskEncoderImpl(const IrisOptions& o) : options(o) {
   const int64_t c = o.feature_channels();
   mask_fuse = register_module("mask_fuse", Conv(ConvOptions{o.spatial_dims, c + 1, c, 1, 1, true}));
-  query_tokens = register_parameter("query_tokens", torch::randn({1, o.query_tokens, c}) / std::sqrt(double(c)));
+  query_tokens = register_parameter("query_tokens",
+                                    torch::randn({1, o.query_tokens, c}) / std::sqrt(double(c)));
   cross_attn = register_module("cross_attn", Attention(c, o.heads));
   self_attn = register_module("self_attn", Attention(c, o.heads));
   norm1 = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c})));
@@ -63,7 +64,8 @@ TaskEncoderImpl::TaskEncoderImpl(const IrisOptions& o) : options(o) {
 }
 
 at::Tensor TaskEncoderImpl::forward(const at::Tensor& features, const at::Tensor& masks,
-                                    const at::Tensor& prior_frequencies) {
+                                    const at::Tensor& prior_frequencies,
+                                    const at::Tensor& prior_coords) {
   TORCH_CHECK(features.dim() == options.spatial_dims + 2 && masks.dim() == features.dim(),
               "task encoder: features [B, C, *s] and masks [B, K, *S] expected, got ",
               features.sizes(), " and ", masks.sizes());
@@ -77,18 +79,22 @@ at::Tensor TaskEncoderImpl::forward(const at::Tensor& features, const at::Tensor
                                                 : at::adaptive_avg_pool3d(masks, small);
   std::vector<int64_t> expanded{b, k, c};
   expanded.insert(expanded.end(), small.begin(), small.end());
-  at::Tensor per_class = at::cat({features.unsqueeze(1).expand(expanded), mask_low.unsqueeze(2)}, 2);
-  per_class = per_class.flatten(0, 1);                                   // [B·K, C + 1, *s]
+  at::Tensor per_class =
+      at::cat({features.unsqueeze(1).expand(expanded), mask_low.unsqueeze(2)}, 2);
+  per_class = per_class.flatten(0, 1);  // [B·K, C + 1, *s]
   const at::Tensor fused = mask_fuse->forward(per_class).flatten(2).transpose(1, 2);  // [B·K, N, C]
   at::Tensor tokens = query_tokens.expand({b * k, options.query_tokens, c});
   tokens = norm1->forward(tokens + cross_attn->forward(tokens, fused));
   tokens = norm2->forward(tokens + self_attn->forward(tokens, tokens));
   tokens = norm3->forward(tokens + mlp->forward(tokens));
-  at::Tensor task = at::cat({foreground.unsqueeze(2), tokens.view({b, k, options.query_tokens, c})}, 2);
+  at::Tensor task =
+      at::cat({foreground.unsqueeze(2), tokens.view({b, k, options.query_tokens, c})}, 2);
   if (options.prior_features > 0) {
-    TORCH_CHECK(prior_frequencies.defined(), "task encoder: the reference prior needs its frequencies");
+    TORCH_CHECK(prior_frequencies.defined(),
+                "task encoder: the reference prior needs its frequencies");
     const at::Tensor pooled =
-        fourier_pool(masks, prior_frequencies, options.prior_frequency).to(task.scalar_type());  // [B, K, P]
+        fourier_pool(masks, prior_frequencies, options.prior_frequency, prior_coords)
+            .to(task.scalar_type());  // [B, K, P]
     const int64_t padded = options.prior_rows() * c;
     task = at::cat({task, at::constant_pad_nd(pooled, {0, padded - options.prior_features})
                               .view({b, k, options.prior_rows(), c})},

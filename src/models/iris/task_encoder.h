@@ -26,11 +26,12 @@ class TaskEncoderImpl : public torch::nn::Module {
  public:
   explicit TaskEncoderImpl(const IrisOptions& options);
   // features: [B, C, *s] (deepest level of the reference), masks: [B, K, *S], prior_frequencies:
-  // [d, P/2] (undefined when options.prior_features == 0)
+  // [d, P/2] (undefined when options.prior_features == 0), prior_coords: [B, N, d] coordinates of
+  // the mask's voxels for the prior (undefined: the grid's)
   // -> task embeddings [B, K, tokens_per_class, C]: row 0 foreground, rows 1..m context, then the
   // pooled Fourier features of the mask (P values, zero-padded to whole rows)
   at::Tensor forward(const at::Tensor& features, const at::Tensor& masks,
-                     const at::Tensor& prior_frequencies = {});
+                     const at::Tensor& prior_frequencies = {}, const at::Tensor& prior_coords = {});
   IrisOptions options;
   Conv mask_fuse{nullptr};  // concat(features, mask at feature resolution) -> C
   at::Tensor query_tokens;  // [1, m, C]

@@ -248,6 +248,7 @@ PredictResult predict_sam2(Sam2Model& model, const PredictInput& input, const Pr
   const int64_t h = input.height(), w = input.width(), t = static_cast<int64_t>(input.frames.size());
   Sam2VideoPredictor predictor(model);
   VideoStateOptions state;
+  state.offload_video_to_cpu = o.offload_video_to_cpu;
   state.offload_state_to_cpu = o.offload_state_to_cpu;
   predictor.init_state(preprocess_frames(input.frames, model->image_size()), h, w, state);
 
@@ -377,6 +378,7 @@ PredictResult predict_sam2(Sam2Model& model, const PredictInput& input, const Pr
   summary["image_size"] = model->image_size();
   summary["objects"] = result.obj_ids;
   summary["prompts"] = o.prompts.size();
+  summary["offload"] = {{"video", o.offload_video_to_cpu}, {"state", o.offload_state_to_cpu}};
   json areas = json::object();
   for (size_t k = 0; k < result.obj_ids.size(); ++k) {
     std::vector<int64_t> a;

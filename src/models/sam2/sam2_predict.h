@@ -58,6 +58,10 @@ struct PredictOptions {
   std::filesystem::path out;
   bool reverse = false;  // also propagate backwards from the first prompted frame
   bool overlay = true;
+  // As the official init_state: frames in host memory, moved to the device one at a time;
+  // memories and masks in host memory, moved to the device when read. Same results, less device
+  // memory, a host-device copy per read (docs/sam2.md).
+  bool offload_video_to_cpu = false;
   bool offload_state_to_cpu = false;
 };
 

@@ -110,8 +110,9 @@ at::Tensor Sam2VideoPredictor::to_video_res(const at::Tensor& masks) const {
 
 at::Tensor Sam2VideoPredictor::consolidated_video_masks(int64_t frame_idx, bool is_cond) {
   const int64_t n = static_cast<int64_t>(objects_.size());
+  // On the compute device whatever the storage: offloading must not change the resized masks.
   auto all = torch::full({n, 1, video_h_, video_w_}, kNoObjectScore,
-                         torch::TensorOptions().dtype(torch::kFloat32).device(storage_device_));
+                         torch::TensorOptions().dtype(torch::kFloat32).device(device_));
   for (int64_t i = 0; i < n; ++i) {
     const auto& obj = objects_[i];
     const FrameOutput* out = nullptr;
@@ -127,8 +128,9 @@ at::Tensor Sam2VideoPredictor::consolidated_video_masks(int64_t frame_idx, bool 
       if (it != obj.output.non_cond_frame_outputs.end()) out = &it->second;
     }
     if (!out) continue;
-    auto m = out->pred_masks;
-    if (m.size(-2) != video_h_ || m.size(-1) != video_w_) m = resize_bilinear(m, video_h_, video_w_);
+    auto m = out->pred_masks.to(device_);
+    if (m.size(-2) != video_h_ || m.size(-1) != video_w_)
+      m = resize_bilinear(m, video_h_, video_w_);
     all.slice(0, i, i + 1).copy_(m);
   }
   return to_video_res(all);

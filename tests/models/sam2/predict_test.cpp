@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "data/synthetic_video.h"
 #include "io/image_io.h"
+#include "models/sam2/offload_util.h"
 #include "models/sam2/sam2_predict.h"
 #include "test_util.h"
 #if IRIS_HAVE_NIFTI
@@ -218,6 +219,45 @@ TEST(Sam2Prompts, JsonErrorsNameFileAndField) {
   EXPECT_EQ(p.labels, std::vector<int32_t>{1});
   EXPECT_EQ(p.frame, 2);
   EXPECT_THROW(parse_box_prompt("5,5,1,1", 0, 1), UsageError);
+}
+
+// The official predictor's offloading keeps frames, memories and masks in host memory and moves
+// them to the device when read: on the CPU the same tensors take every path through that
+// bookkeeping, and the masks must not change by a bit.
+TEST(Sam2Offload, FramesAndStateInHostMemoryGiveIdenticalMasks) {
+  if (!fs::exists(micro())) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
+  const c10::Device cpu(c10::kCPU);
+  const auto reference = offload::track_synthetic_clip(cpu, {});
+  ASSERT_EQ(reference.size(), 2u + 6u + 4u + 1u + 6u) << "prompts, forward, reverse, correction";
+  for (const bool video : {false, true}) {
+    for (const bool state : {false, true}) {
+      if (!video && !state) continue;
+      VideoStateOptions o;
+      o.offload_video_to_cpu = video;
+      o.offload_state_to_cpu = state;
+      const auto masks = offload::track_synthetic_clip(cpu, o);
+      ASSERT_EQ(masks.size(), reference.size());
+      for (size_t i = 0; i < masks.size(); ++i) {
+        EXPECT_TRUE(torch::equal(masks[i], reference[i]))
+            << "output " << i << " with offload_video " << video << ", offload_state " << state;
+      }
+    }
+  }
+}
+
+TEST_F(PredictSam2, OffloadFlagsReachThePredictorAndItsSummary) {
+  const auto out = dir_ / "out";
+  const auto r = test::run_command(predict_command((dir_ / "frames").string(), out) +
+                                   " --box 60,60,160,160 --offload-video --offload-state");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto summary = read_json(out / "prediction.json");
+  EXPECT_EQ(summary["offload"], nlohmann::json({{"video", true}, {"state", true}}));
+  const auto plain = dir_ / "plain";
+  ASSERT_EQ(
+      test::run_command(predict_command((dir_ / "frames").string(), plain) + " --box 60,60,160,160")
+          .exit_code,
+      0);
+  EXPECT_EQ(read_json(plain / "prediction.json")["area_pixels"], summary["area_pixels"]);
 }
 
 }  // namespace
