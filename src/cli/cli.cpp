@@ -1,7 +1,7 @@
 #include "cli/cli.h"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <iostream>
 
@@ -34,9 +34,9 @@ std::string precision_or_default(const GlobalOptions& globals) {
 }
 
 int run(int argc, char** argv) {
-  CLI::App app{fmt::format("IRIS {}: in-context and promptable medical image segmentation",
-                           build::kVersion),
-               "iris"};
+  CLI::App app{
+      fmt::format("IRIS {}: in-context and promptable medical image segmentation", build::kVersion),
+      "iris"};
   app.require_subcommand(0, 1);
   app.fallthrough();  // global options may follow the command name
   app.set_version_flag("--version", build::kVersion);
@@ -54,9 +54,9 @@ int run(int argc, char** argv) {
       sub->prefix_command();
       const std::string name = command.name;
       runners.emplace_back(sub, [name]() -> int {
-        throw NotAvailableError(fmt::format(
-            "'iris {}' is not available yet in IRIS {}; `iris --help` lists what is", name,
-            build::kVersion));
+        throw NotAvailableError(
+            fmt::format("'iris {}' is not available yet in IRIS {}; `iris --help` lists what is",
+                        name, build::kVersion));
       });
     }
   }

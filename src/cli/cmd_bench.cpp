@@ -14,8 +14,8 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 
 #include "cli/cli.h"
@@ -39,8 +39,8 @@
 #include "models/sam2/sam2_config.h"
 #include "models/sam2/sam2_model.h"
 #include "models/sam2/video_predictor.h"
-#include "train/sam2_trainer.h"
 #include "train/losses.h"
+#include "train/sam2_trainer.h"
 #if IRIS_HAVE_NIFTI
 #include "data/synthetic_volume.h"
 #endif
@@ -58,7 +58,7 @@ struct BenchRow {
   double median_ms = 0.0;
   double peak_rss_mb = 0.0;
   double median_cpu_ms = -1.0;  // process CPU time (bench train); < 0: not measured
-  std::string detail;                               // free text for the table's last column
+  std::string detail;           // free text for the table's last column
   nlohmann::json extra = nlohmann::json::object();  // further JSON fields of the row
 };
 

@@ -55,11 +55,14 @@ int run_eval_sam2(const EvalSam2Options& o, const GlobalOptions& g) {
     return eval::evaluate_sam2_video(model, dataset, options);
   }();
   eval::write_video_eval(result, options, o.out);
-  auto show = [](double v) { return std::isnan(v) ? std::string("n/a") : fmt::format("{:.4f}", v); };
-  std::cout << fmt::format("{} videos, {} frames, {} objects, {} prompts: Dice {}, IoU {}, MAE {}, NSD {}\n",
-                           result.videos, result.frames, result.objects.size(), o.prompt,
-                           show(result.dice_summary.macro), show(result.iou_summary.macro),
-                           show(result.mae_summary.macro), show(result.nsd_summary.macro));
+  auto show = [](double v) {
+    return std::isnan(v) ? std::string("n/a") : fmt::format("{:.4f}", v);
+  };
+  std::cout << fmt::format(
+      "{} videos, {} frames, {} objects, {} prompts: Dice {}, IoU {}, MAE {}, NSD {}\n",
+      result.videos, result.frames, result.objects.size(), o.prompt,
+      show(result.dice_summary.macro), show(result.iou_summary.macro),
+      show(result.mae_summary.macro), show(result.nsd_summary.macro));
   std::cout << fmt::format("wrote {}/eval.json and eval.md\n", o.out);
   return 0;
 }
@@ -132,7 +135,8 @@ std::function<int()> setup_eval(CLI::App& app, const GlobalOptions& globals) {
       ->capture_default_str();
   s->add_option("--seed", o->seed, "prompt simulation seed")->capture_default_str();
   s->add_option("--max-frames", o->max_frames, "frames per video (0: all)")->capture_default_str();
-  s->add_option("--nsd-tolerance", o->nsd_tolerance, "NSD tolerance in pixels")->capture_default_str();
+  s->add_option("--nsd-tolerance", o->nsd_tolerance, "NSD tolerance in pixels")
+      ->capture_default_str();
   s->add_flag("--no-postprocessing", o->no_postprocessing, "use the config as written");
 
   auto io = std::make_shared<EvalIrisOptions>();

@@ -1,8 +1,8 @@
 #include "cli/cmd_predict.h"
 
 #include <fmt/format.h>
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <iostream>
 
@@ -50,7 +50,8 @@ int run_predict_sam2(const PredictSam2Options& o, const GlobalOptions& g) {
   options.overlay = !o.no_overlay;
   options.offload_video_to_cpu = o.offload_video;
   options.offload_state_to_cpu = o.offload_state;
-  for (const auto& p : o.points) options.prompts.push_back(sam2::parse_point_prompt(p, o.frame, o.object));
+  for (const auto& p : o.points)
+    options.prompts.push_back(sam2::parse_point_prompt(p, o.frame, o.object));
   // Points given together on one frame and object are one prompt (SAM's multi-click input).
   if (options.prompts.size() > 1) {
     auto merged = options.prompts.front();
@@ -62,7 +63,8 @@ int run_predict_sam2(const PredictSam2Options& o, const GlobalOptions& g) {
     }
     options.prompts = {merged};
   }
-  for (const auto& b : o.boxes) options.prompts.push_back(sam2::parse_box_prompt(b, o.frame, o.object));
+  for (const auto& b : o.boxes)
+    options.prompts.push_back(sam2::parse_box_prompt(b, o.frame, o.object));
   for (const auto& m : o.masks) {
     sam2::Sam2Prompt p;
     p.type = sam2::Sam2Prompt::Type::kMask;

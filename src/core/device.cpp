@@ -7,10 +7,13 @@
 
 namespace iris {
 
-int cuda_device_count() { return static_cast<int>(torch::cuda::device_count()); }
+int cuda_device_count() {
+  return static_cast<int>(torch::cuda::device_count());
+}
 
 c10::Device resolve_device(const std::string& spec) {
-  if (spec == "auto") return cuda_device_count() > 0 ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  if (spec == "auto")
+    return cuda_device_count() > 0 ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
   if (spec == "cpu") return c10::Device(c10::kCPU);
   if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
     int index = 0;
@@ -62,7 +65,8 @@ void to_channels_last(torch::nn::Module& module) {
 }
 
 void set_threads(int threads) {
-  if (threads < 0) throw UsageError(fmt::format("--threads {}: expected 0 (default) or more", threads));
+  if (threads < 0)
+    throw UsageError(fmt::format("--threads {}: expected 0 (default) or more", threads));
   if (threads > 0) torch::set_num_threads(threads);
 }
 

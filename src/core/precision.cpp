@@ -13,18 +13,27 @@ namespace {
 
 void check_autocast_device(c10::DeviceType device_type) {
   if (device_type != c10::kCPU && device_type != c10::kCUDA) {
-    throw NotAvailableError(fmt::format("mixed precision: autocast on {} devices is not supported "
-                                        "(cpu and cuda are)",
-                                        c10::DeviceTypeName(device_type, /*lower_case=*/true)));
+    throw NotAvailableError(
+        fmt::format("mixed precision: autocast on {} devices is not supported "
+                    "(cpu and cuda are)",
+                    c10::DeviceTypeName(device_type, /*lower_case=*/true)));
   }
 }
 
 // The two generations of LibTorch's autocast state API (per device type from 2.4 on).
 #if IRIS_TORCH_AT_LEAST(2, 4)
-bool get_enabled(c10::DeviceType t) { return at::autocast::is_autocast_enabled(t); }
-void set_enabled(c10::DeviceType t, bool on) { at::autocast::set_autocast_enabled(t, on); }
-c10::ScalarType get_dtype(c10::DeviceType t) { return at::autocast::get_autocast_dtype(t); }
-void set_dtype(c10::DeviceType t, c10::ScalarType d) { at::autocast::set_autocast_dtype(t, d); }
+bool get_enabled(c10::DeviceType t) {
+  return at::autocast::is_autocast_enabled(t);
+}
+void set_enabled(c10::DeviceType t, bool on) {
+  at::autocast::set_autocast_enabled(t, on);
+}
+c10::ScalarType get_dtype(c10::DeviceType t) {
+  return at::autocast::get_autocast_dtype(t);
+}
+void set_dtype(c10::DeviceType t, c10::ScalarType d) {
+  at::autocast::set_autocast_dtype(t, d);
+}
 #else
 bool get_enabled(c10::DeviceType t) {
   return t == c10::kCPU ? at::autocast::is_cpu_enabled() : at::autocast::is_enabled();
@@ -124,7 +133,9 @@ LossScaler::LossScaler(LossScalerOptions options) : options_(options), scale_(op
   }
 }
 
-at::Tensor LossScaler::scale(const at::Tensor& loss) const { return loss * scale_; }
+at::Tensor LossScaler::scale(const at::Tensor& loss) const {
+  return loss * scale_;
+}
 
 bool LossScaler::unscale_and_check(const std::vector<at::Tensor>& parameters) {
   at::NoGradGuard no_grad;

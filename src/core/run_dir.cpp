@@ -28,14 +28,15 @@ void RunOptions::visit(ConfigVisitor& v) {
 
 RunDir RunDir::open(const fs::path& root, const std::string& name, Mode mode) {
   if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
-    throw InputError(fmt::format("run name '{}': expected a non-empty folder name without '/'", name));
+    throw InputError(
+        fmt::format("run name '{}': expected a non-empty folder name without '/'", name));
   }
   RunDir run(root / name);
   const bool has_config = fs::exists(run.config_path());
   if (mode == Mode::kCreate && has_config) {
-    throw InputError(fmt::format(
-        "{}: a run with this name already exists; resume it or choose another name",
-        run.path_.string()));
+    throw InputError(
+        fmt::format("{}: a run with this name already exists; resume it or choose another name",
+                    run.path_.string()));
   }
   if (mode == Mode::kResume && !has_config) {
     throw InputError(file_message(run.path_.string(), "no run to resume (config.yaml is missing)"));
@@ -43,7 +44,8 @@ RunDir RunDir::open(const fs::path& root, const std::string& name, Mode mode) {
   std::error_code ec;
   for (const fs::path& dir : {run.path_, run.checkpoints_dir(), run.report_dir()}) {
     fs::create_directories(dir, ec);
-    if (ec) throw RuntimeFailure(file_message(dir.string(), "cannot create folder: " + ec.message()));
+    if (ec)
+      throw RuntimeFailure(file_message(dir.string(), "cannot create folder: " + ec.message()));
   }
   return run;
 }
@@ -54,7 +56,9 @@ RunDir RunDir::existing(const fs::path& path) {
   return run;
 }
 
-void RunDir::write_config(const std::string& yaml) const { write_file_atomic(config_path(), yaml); }
+void RunDir::write_config(const std::string& yaml) const {
+  write_file_atomic(config_path(), yaml);
+}
 
 void RunDir::append_metrics(const nlohmann::json& row) const {
   if (!row.is_object()) throw RuntimeFailure("metrics row must be a JSON object");
@@ -87,7 +91,8 @@ nlohmann::json RunDir::read_summary() const {
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
-    throw InputError(file_message(summary_path().string(), std::string("not valid JSON: ") + e.what()));
+    throw InputError(
+        file_message(summary_path().string(), std::string("not valid JSON: ") + e.what()));
   }
 }
 

@@ -404,8 +404,9 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
             "Fourier features of the reference prior (0: off; reference and query share a frame)");
     m.field("prior_frequency", o.prior_frequency,
             "std of the prior's frequencies over [-1, 1] coordinates (higher: sharper)");
-    m.field("prior_frame", o.prior_frame,
-            "the prior follows each image's foreground frame by a learned amount (shift and scale)");
+    m.field(
+        "prior_frame", o.prior_frame,
+        "the prior follows each image's foreground frame by a learned amount (shift and scale)");
   });
   v.section("data", [&](ConfigVisitor& d) {
     d.choice("source", data.source, {"atlas", "synthetic"},
@@ -676,7 +677,8 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
         shape[0] = config.data.classes_per_episode;
         shape.insert(shape.begin(), config.optim.batch);
         step_embeddings = at::zeros(shape, embeddings.options());
-        step_classes = at::zeros({config.optim.batch, config.data.classes_per_episode}, at::kDouble);
+        step_classes =
+            at::zeros({config.optim.batch, config.data.classes_per_episode}, at::kDouble);
       }
       step_embeddings[i].narrow(0, 0, embeddings.size(0)).copy_(embeddings);
       for (std::size_t k = 0; k < episode.class_values.size(); ++k) {
@@ -796,18 +798,18 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
   result.finished = true;
   if (!run) return result;
   nlohmann::json summary{{"model", "iris"},
-                      {"steps", result.steps},
-                      {"best/val_dice", result.best_validation_dice},
-                      {"best/step", result.best_step},
-                      {"final/train_loss", result.final_train_loss},
-                      {"time/seconds", result.seconds},
-                      {"memory/peak_rss_mb", peak_rss_mb()},
-                      {"memory_bank/classes", bank.size()},
-                      {"parameters", [&] {
-                         int64_t n = 0;
-                         for (const auto& p : model->parameters()) n += p.numel();
-                         return n;
-                       }()}};
+                         {"steps", result.steps},
+                         {"best/val_dice", result.best_validation_dice},
+                         {"best/step", result.best_step},
+                         {"final/train_loss", result.final_train_loss},
+                         {"time/seconds", result.seconds},
+                         {"memory/peak_rss_mb", peak_rss_mb()},
+                         {"memory_bank/classes", bank.size()},
+                         {"parameters", [&] {
+                            int64_t n = 0;
+                            for (const auto& p : model->parameters()) n += p.numel();
+                            return n;
+                          }()}};
   summary["precision"] = to_string(precision);
   if (device.is_cuda()) summary["memory/peak_gpu_mb"] = run_peak_gpu_mb;
   run->write_summary(summary);

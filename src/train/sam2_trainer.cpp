@@ -1,15 +1,15 @@
 #include "train/sam2_trainer.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <ctime>
 #include <limits>
 #include <optional>
-#include <ctime>
 #include <random>
 
 #include "core/device.h"
@@ -54,7 +54,8 @@ std::vector<std::string> trainable_modules(const Recipe& recipe) {
 
 io::StateDict model_state(torch::nn::Module& m) {
   io::StateDict sd;
-  for (const auto& p : m.named_parameters()) sd.insert(p.key(), p.value().detach().cpu().contiguous());
+  for (const auto& p : m.named_parameters())
+    sd.insert(p.key(), p.value().detach().cpu().contiguous());
   for (const auto& b : m.named_buffers()) sd.insert(b.key(), b.value().detach().cpu().contiguous());
   return sd;
 }
@@ -71,13 +72,16 @@ nlohmann::json eval_row(const eval::VideoEvalResult& r, const std::string& prefi
 
 void Sam2TrainConfig::visit(ConfigVisitor& v) {
   v.section("run", run);
-  v.field("recipe", recipe, "SAM2 parts that train, joined by '+': ie, pe, md, mem (none: baseline)");
+  v.field("recipe", recipe,
+          "SAM2 parts that train, joined by '+': ie, pe, md, mem (none: baseline)");
   v.field("baseline", baseline, "the untrained reference run (recipe none, max_epochs 0)");
   v.section("model", [&](ConfigVisitor& m) {
     m.field("config", model.config, "official-format SAM2 config (YAML)");
     m.field("checkpoint", model.checkpoint, "starting weights (.pt or .safetensors)");
-    m.choice("prompt_type", model.prompt_type, {"point", "box", "mask"}, "prompt on the first frame");
-    m.field("trainable_modules", model.trainable_modules, "derived from the recipe; written for trackers");
+    m.choice("prompt_type", model.prompt_type, {"point", "box", "mask"},
+             "prompt on the first frame");
+    m.field("trainable_modules", model.trainable_modules,
+            "derived from the recipe; written for trackers");
   });
   v.section("data", [&](ConfigVisitor& d) {
     d.field("name", data.name, "dataset name for run tables");
@@ -93,7 +97,8 @@ void Sam2TrainConfig::visit(ConfigVisitor& v) {
     t.field("lr", train.lr, "peak learning rate (AdamW)");
     t.field("weight_decay", train.weight_decay, "decoupled weight decay");
     t.field("warmup", train.warmup, "linear warmup steps");
-    t.choice("schedule", train.schedule, {"cosine", "exponential", "constant"}, "decay after warmup");
+    t.choice("schedule", train.schedule, {"cosine", "exponential", "constant"},
+             "decay after warmup");
     t.field("final_lr_ratio", train.final_lr_ratio, "learning rate at the end / peak");
     t.field("grad_clip", train.grad_clip, "max gradient norm (0: off)");
     t.field("grad_accum", train.grad_accum, "clips per optimiser step, over all ranks");
@@ -174,7 +179,8 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
   clip_options.stride = config.data.clip_stride;
   const auto clips = enumerate_clips(train_data, clip_options);
   if (config.train.max_epochs > 0 && clips.empty()) {
-    throw InputError(file_message(config.data.train, fmt::format("no clip of {} frames", clip_options.length)));
+    throw InputError(
+        file_message(config.data.train, fmt::format("no clip of {} frames", clip_options.length)));
   }
   spdlog::info(
       "SAM2 fine-tuning: recipe {} ({} of {} parameters train), {} clips of {} frames, {} prompts; "
@@ -278,7 +284,8 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
   std::unique_ptr<torch::optim::AdamW> optimizer;
   if (!trainable.empty()) {
     optimizer = std::make_unique<torch::optim::AdamW>(
-        trainable, torch::optim::AdamWOptions(config.train.lr).weight_decay(config.train.weight_decay));
+        trainable,
+        torch::optim::AdamWOptions(config.train.lr).weight_decay(config.train.weight_decay));
   }
   Sam2LossOptions loss_options;
   loss_options.weight_mask = config.loss.mask;
@@ -390,15 +397,18 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
       }
       progress.advance();
       if (objs.empty()) continue;
-      const int64_t T = clip.frames.size(0), H = clip.frames.size(1), W = clip.frames.size(2), N = objs.size();
+      const int64_t T = clip.frames.size(0), H = clip.frames.size(1), W = clip.frames.size(2),
+                    N = objs.size();
       std::vector<at::Tensor> images;
       for (int64_t t = 0; t < T; ++t) images.push_back(clip.frames[t]);
       const auto inputs = to_device(sam2::preprocess_frames(images, s), device);
-      const auto masks = clip.masks.index_select(1, torch::tensor(objs)).to(torch::kFloat);  // [T, N, H, W]
-      const auto targets = to_device(F::interpolate(masks, F::InterpolateFuncOptions()
-                                                               .size(std::vector<int64_t>{s, s})
-                                                               .mode(torch::kNearest)),
-                                     device);  // [T, N, S, S]
+      const auto masks =
+          clip.masks.index_select(1, torch::tensor(objs)).to(torch::kFloat);  // [T, N, H, W]
+      const auto targets = to_device(
+          F::interpolate(
+              masks,
+              F::InterpolateFuncOptions().size(std::vector<int64_t>{s, s}).mode(torch::kNearest)),
+          device);  // [T, N, S, S]
       // Prompts from the first frame's ground truth, in model-input pixels.
       std::optional<sam2::PointInputs> points;
       at::Tensor mask_inputs;
@@ -443,14 +453,15 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
         for (auto& p : backbone.vision_pos_enc) p = p.expand({N, -1, -1, -1});
         if (!autocast) autocast.emplace(device, precision);
         const auto features = model->prepare_backbone_features(backbone);
-        auto out = t == 0 ? model->track_step(0, true, features, points, mask_inputs, memory, T, false, true)
-                          : model->track_step(t, false, features, std::nullopt, at::Tensor(), memory, T,
-                                              false, true);
+        auto out = t == 0 ? model->track_step(0, true, features, points, mask_inputs, memory, T,
+                                              false, true)
+                          : model->track_step(t, false, features, std::nullopt, at::Tensor(),
+                                              memory, T, false, true);
         // The loss in float32 whatever the autocast precision.
-        const auto l = sam2_frame_loss({{out.pred_multimasks_high_res.to(torch::kFloat),
-                                         out.ious.to(torch::kFloat),
-                                         out.object_score_logits.to(torch::kFloat)}},
-                                       targets[t], loss_options);
+        const auto l = sam2_frame_loss(
+            {{out.pred_multimasks_high_res.to(torch::kFloat), out.ious.to(torch::kFloat),
+              out.object_score_logits.to(torch::kFloat)}},
+            targets[t], loss_options);
         clip_loss = clip_loss + l.total / static_cast<double>(T);
         if (t == 0) {
           memory.set_cond(0, std::move(out));

@@ -1,7 +1,7 @@
 // `--precision` on the command line: benchmarks report it, inference and evaluation run under
 // bf16 autocast end to end, unknown values are usage errors.
-#include <gtest/gtest.h>
 #include <fmt/format.h>
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -72,9 +72,9 @@ TEST(PrecisionCli, PredictAndEvalIrisRunUnderBf16) {
                     "model:\n  spatial_dims: 2\n  base_channels: 4\n  stages: 2\n"
                     "  query_tokens: 3\n  heads: 2\n  decoder_layers: 1\n  prior_features: 0\n"
                     "data:\n  label_map: aal\n  slice_size: 32\n");
-  const std::string model_args = fmt::format("--checkpoint '{}' --config '{}'",
-                                             (dir / "model.pt").string(),
-                                             (dir / "config.yaml").string());
+  const std::string model_args =
+      fmt::format("--checkpoint '{}' --config '{}'", (dir / "model.pt").string(),
+                  (dir / "config.yaml").string());
   const auto r = run_command(fmt::format(
       "{} --threads 1 --precision bf16 predict iris {} --reference '{}' --reference-mask '{}' "
       "--query '{}' --out '{}'",
@@ -86,10 +86,10 @@ TEST(PrecisionCli, PredictAndEvalIrisRunUnderBf16) {
   EXPECT_EQ(mask.sizes(), (std::vector<int64_t>{40, 36}));
   EXPECT_EQ(((mask != 0) & (mask != 1)).sum().item<int64_t>(), 0);
 
-  const auto e = run_command(fmt::format(
-      "{} --threads 1 --precision bf16 eval iris '{}' {} --references 2 --strategies "
-      "one-shot,tuning --tuning-steps 2 --out '{}'",
-      iris_binary(), (dir / "pool").string(), model_args, (dir / "eval").string()));
+  const auto e = run_command(
+      fmt::format("{} --threads 1 --precision bf16 eval iris '{}' {} --references 2 --strategies "
+                  "one-shot,tuning --tuning-steps 2 --out '{}'",
+                  iris_binary(), (dir / "pool").string(), model_args, (dir / "eval").string()));
   ASSERT_EQ(e.exit_code, 0) << e.output;
   const auto json = read_json(dir / "eval" / "eval.json");
   for (const char* s : {"one-shot", "tuning"}) {
@@ -140,8 +140,7 @@ TEST(PrecisionCli, PredictSam2RunsUnderBf16) {
   // The prompted frame's mask areas agree up to bf16 rounding near the threshold.
   const double area_bf16 = a["area_pixels"]["1"][0].get<double>();
   const double area_fp32 = b["area_pixels"]["1"][0].get<double>();
-  EXPECT_NEAR(area_bf16, area_fp32, 0.1 * std::max(area_fp32, 100.0))
-      << bf16.output << fp32.output;
+  EXPECT_NEAR(area_bf16, area_fp32, 0.1 * std::max(area_fp32, 100.0)) << bf16.output << fp32.output;
 }
 
 }  // namespace

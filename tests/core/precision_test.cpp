@@ -38,8 +38,8 @@ TEST(Precision, ParsesTheThreeNamesAndRejectsOthersNamingThem) {
 TEST(AutocastScope, Bf16MatmulInsideFloat32AfterAndStateRestored) {
   const at::Tensor a = at::randn({4, 8}), b = at::randn({8, 3});
   // The float32 product of the bf16-rounded inputs, computed before the scope.
-  const at::Tensor rounded = at::matmul(a.to(at::kBFloat16).to(at::kFloat),
-                                        b.to(at::kBFloat16).to(at::kFloat));
+  const at::Tensor rounded =
+      at::matmul(a.to(at::kBFloat16).to(at::kFloat), b.to(at::kBFloat16).to(at::kFloat));
   ASSERT_FALSE(autocast_enabled(c10::kCPU));
   {
     AutocastScope scope(c10::kCPU, Precision::kBFloat16);
@@ -184,8 +184,8 @@ TEST(LossScaler, StateRoundTripsThroughTensors) {
   EXPECT_EQ(b.scale_value(), a.scale_value());
   EXPECT_EQ(b.scale_value(), 65536.0);
   EXPECT_THROW(b.load_state_dict({{"scale", at::scalar_tensor(2.0)}}), InputError);
-  EXPECT_THROW(b.load_state_dict({{"scale", at::scalar_tensor(-2.0)},
-                                  {"growth_tracker", at::scalar_tensor(0)}}),
+  EXPECT_THROW(b.load_state_dict(
+                   {{"scale", at::scalar_tensor(-2.0)}, {"growth_tracker", at::scalar_tensor(0)}}),
                InputError);
 }
 
@@ -193,7 +193,8 @@ TEST(ClipGradNorm, EqualsLibTorchsClippingWithoutReadingTheNormBack) {
   auto make = [] {
     torch::manual_seed(3);
     std::vector<at::Tensor> params{at::randn({4, 3}).requires_grad_(),
-                                   at::randn({7}).requires_grad_(), at::randn({2}).requires_grad_()};
+                                   at::randn({7}).requires_grad_(),
+                                   at::randn({2}).requires_grad_()};
     params[0].mutable_grad() = at::randn({4, 3}) * 5;
     params[1].mutable_grad() = at::randn({7}) * 5;
     return params;  // params[2] has no gradient

@@ -44,7 +44,8 @@ std::vector<double> train_losses(const RunDir& run) {
 }
 
 TEST(MixedPrecisionTraining, IrisBf16LossesAreFiniteAndCloseToFloat32) {
-  if (!is_mricron_atlas_dir(kMricronTemplates)) GTEST_SKIP() << "mricron-data atlases not installed";
+  if (!is_mricron_atlas_dir(kMricronTemplates))
+    GTEST_SKIP() << "mricron-data atlases not installed";
   test::TempDir dir;
   train_iris(tiny_config(dir.path(), "fp32", 3));
   auto config = tiny_config(dir.path(), "bf16", 3);
@@ -68,7 +69,8 @@ TEST(MixedPrecisionTraining, IrisBf16LossesAreFiniteAndCloseToFloat32) {
 }
 
 TEST(MixedPrecisionTraining, IrisChannelsLastOnlyChangesTheLayout) {
-  if (!is_mricron_atlas_dir(kMricronTemplates)) GTEST_SKIP() << "mricron-data atlases not installed";
+  if (!is_mricron_atlas_dir(kMricronTemplates))
+    GTEST_SKIP() << "mricron-data atlases not installed";
   test::TempDir dir;
   train_iris(tiny_config(dir.path(), "contiguous", 2));
   auto config = tiny_config(dir.path(), "channels_last", 2);
@@ -81,7 +83,8 @@ TEST(MixedPrecisionTraining, IrisChannelsLastOnlyChangesTheLayout) {
 }
 
 TEST(MixedPrecisionTraining, IrisFp16WithLossScalingResumesExactly) {
-  if (!is_mricron_atlas_dir(kMricronTemplates)) GTEST_SKIP() << "mricron-data atlases not installed";
+  if (!is_mricron_atlas_dir(kMricronTemplates))
+    GTEST_SKIP() << "mricron-data atlases not installed";
   test::TempDir dir;
   // A start scale of 2^27 overflows the fp16 gradients of the first steps; the scale halves
   // until they fit, and the run goes on from there.
@@ -143,8 +146,31 @@ TEST(MixedPrecisionTraining, IrisFp16WithLossScalingResumesExactly) {
   EXPECT_EQ(RunDir::existing(dir / "straight").read_summary()["precision"], "fp16");
 }
 
+TEST(MixedPrecisionTraining, Iris3dPatchesTrainUnderBf16InChannelsLast3dLayout) {
+  test::TempDir dir;
+  auto patch_config = [&](const std::string& name) {
+    return load_config<IrisTrainConfig>(
+        {std::string(IRIS_SOURCE_DIR) + "/configs/iris/patch_3d_tiny.yaml",
+         {"run.root=" + dir.path().string(), "run.name=" + name, "run.threads=1",
+          "data.volume_size=24", "data.volumes=3", "data.patch_size=[8,16,16]",
+          "optim.iterations=2", "optim.batch=2", "validation.every=0", "validation.episodes=2"}});
+  };
+  train_iris(patch_config("fp32"));
+  auto config = patch_config("bf16");
+  config.run.precision = "bf16";
+  config.run.channels_last = true;
+  const TrainResult r = train_iris(config);
+  ASSERT_TRUE(r.finished);
+  const auto fp32 = train_losses(RunDir::existing(dir / "fp32"));
+  const auto bf16 = train_losses(RunDir::existing(dir / "bf16"));
+  ASSERT_EQ(bf16.size(), 2u);
+  for (const double loss : bf16) EXPECT_TRUE(std::isfinite(loss)) << loss;
+  EXPECT_NEAR(bf16[0], fp32[0], 0.05 * fp32[0]);
+}
+
 TEST(MixedPrecisionTraining, IrisSkippedFp16StepsLeaveTheWeightsAsTheyWere) {
-  if (!is_mricron_atlas_dir(kMricronTemplates)) GTEST_SKIP() << "mricron-data atlases not installed";
+  if (!is_mricron_atlas_dir(kMricronTemplates))
+    GTEST_SKIP() << "mricron-data atlases not installed";
   test::TempDir dir;
   auto config = tiny_config(dir.path(), "overflow", 2);
   config.run.precision = "fp16";
@@ -157,8 +183,8 @@ TEST(MixedPrecisionTraining, IrisSkippedFp16StepsLeaveTheWeightsAsTheyWere) {
   EXPECT_EQ(run.read_summary()["memory_bank/classes"], 0) << "skipped steps update no bank entry";
   torch::manual_seed(static_cast<uint64_t>(config.run.seed));
   const models::IrisModel initial(config.model.options);
-  const auto trained = load_iris_checkpoint((run.checkpoints_dir() / "last.pt").string(),
-                                            config.model.options);
+  const auto trained =
+      load_iris_checkpoint((run.checkpoints_dir() / "last.pt").string(), config.model.options);
   const auto a = initial->named_parameters(), b = trained->named_parameters();
   ASSERT_EQ(a.size(), b.size());
   for (const auto& p : a) EXPECT_TRUE(at::equal(p.value(), b[p.key()])) << p.key();

@@ -20,7 +20,9 @@
 namespace iris {
 namespace {
 
-bool have_cuda() { return torch::cuda::is_available() && torch::cuda::device_count() > 0; }
+bool have_cuda() {
+  return torch::cuda::is_available() && torch::cuda::device_count() > 0;
+}
 
 TEST(Gpu, PinnedAsynchronousCopyAndChannelsLastInputs) {
   if (!have_cuda()) GTEST_SKIP() << "no CUDA device";
@@ -54,14 +56,15 @@ TEST(Gpu, LossScalerOnDeviceGradients) {
 #if IRIS_HAVE_NIFTI
 TEST(Gpu, IrisTrainsWithBf16AndChannelsLastAndLogsPeakGpuMemory) {
   if (!have_cuda()) GTEST_SKIP() << "no CUDA device";
-  if (!is_mricron_atlas_dir(kMricronTemplates)) GTEST_SKIP() << "mricron-data atlases not installed";
+  if (!is_mricron_atlas_dir(kMricronTemplates))
+    GTEST_SKIP() << "mricron-data atlases not installed";
   test::TempDir dir;
   auto config = load_config<IrisTrainConfig>(
       {"",
        {"run.root=" + dir.path().string(), "run.name=cuda", "run.device=cuda", "run.precision=bf16",
-        "run.channels_last=true", "model.base_channels=4", "model.stages=3",
-        "model.query_tokens=2", "model.heads=2", "data.slice_size=48", "optim.iterations=4",
-        "optim.warmup=2", "optim.batch=2", "validation.every=2", "validation.episodes=2"}});
+        "run.channels_last=true", "model.base_channels=4", "model.stages=3", "model.query_tokens=2",
+        "model.heads=2", "data.slice_size=48", "optim.iterations=4", "optim.warmup=2",
+        "optim.batch=2", "validation.every=2", "validation.episodes=2"}});
   const TrainResult r = train_iris(config);
   ASSERT_TRUE(r.finished);
   const RunDir run = RunDir::existing(dir / "cuda");
@@ -79,8 +82,8 @@ TEST(Gpu, IrisTrainsWithBf16AndChannelsLastAndLogsPeakGpuMemory) {
   ASSERT_TRUE(summary.contains("memory/peak_gpu_mb"));
   EXPECT_GT(summary["memory/peak_gpu_mb"].get<double>(), 0.0);
   // The weights were saved as float32 values whatever the layout and precision of the run.
-  const auto model = load_iris_checkpoint((run.checkpoints_dir() / "last.pt").string(),
-                                          config.model.options);
+  const auto model =
+      load_iris_checkpoint((run.checkpoints_dir() / "last.pt").string(), config.model.options);
   for (const auto& p : model->parameters()) {
     EXPECT_EQ(p.scalar_type(), at::kFloat);
     EXPECT_TRUE(at::isfinite(p).all().item<bool>());
