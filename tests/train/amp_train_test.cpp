@@ -178,7 +178,9 @@ TEST(MixedPrecisionTraining, IrisSkippedFp16StepsLeaveTheWeightsAsTheyWere) {
   train_iris(config);
   const RunDir run = RunDir::existing(dir / "overflow");
   for (const auto& row : run.read_metrics()) {
-    if (row.contains("train/loss")) EXPECT_TRUE(row["skipped_step"].get<bool>()) << row.dump();
+    if (row.contains("train/loss")) {
+      EXPECT_TRUE(row["skipped_step"].get<bool>()) << row.dump();
+    }
   }
   EXPECT_EQ(run.read_summary()["memory_bank/classes"], 0) << "skipped steps update no bank entry";
   torch::manual_seed(static_cast<uint64_t>(config.run.seed));
