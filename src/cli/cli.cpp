@@ -1,7 +1,7 @@
 #include "cli/cli.h"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <iostream>
 
@@ -17,6 +17,10 @@ void add_global_options(CLI::App& app, GlobalOptions& g) {
   app.add_option("--device", g.device, "cpu | cuda | cuda:N | auto")->capture_default_str();
   app.add_option("--threads", g.threads, "CPU threads for LibTorch (0: its default)")
       ->capture_default_str();
+  app.add_option("--precision", g.precision,
+                 "fp32 | bf16 | fp16: autocast of forward passes (default: a config's "
+                 "run.precision, else fp32)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
   app.add_option("--seed", g.seed, "random seed (overrides run.seed in configs)");
   app.add_option("--log-level", g.log_level, "trace | debug | info | warn | error | off")
       ->capture_default_str();
@@ -25,10 +29,14 @@ void add_global_options(CLI::App& app, GlobalOptions& g) {
 
 }  // namespace
 
+std::string precision_or_default(const GlobalOptions& globals) {
+  return globals.precision.empty() ? "fp32" : globals.precision;
+}
+
 int run(int argc, char** argv) {
-  CLI::App app{fmt::format("IRIS {}: in-context and promptable medical image segmentation",
-                           build::kVersion),
-               "iris"};
+  CLI::App app{
+      fmt::format("IRIS {}: in-context and promptable medical image segmentation", build::kVersion),
+      "iris"};
   app.require_subcommand(0, 1);
   app.fallthrough();  // global options may follow the command name
   app.set_version_flag("--version", build::kVersion);
@@ -46,9 +54,9 @@ int run(int argc, char** argv) {
       sub->prefix_command();
       const std::string name = command.name;
       runners.emplace_back(sub, [name]() -> int {
-        throw NotAvailableError(fmt::format(
-            "'iris {}' is not available yet in IRIS {}; `iris --help` lists what is", name,
-            build::kVersion));
+        throw NotAvailableError(
+            fmt::format("'iris {}' is not available yet in IRIS {}; `iris --help` lists what is",
+                        name, build::kVersion));
       });
     }
   }

@@ -17,6 +17,7 @@ namespace iris::cli {
 struct GlobalOptions {
   std::string device = "auto";
   int threads = 0;
+  std::string precision;  // fp32 | bf16 | fp16; empty: the config's run.precision, else fp32
   std::optional<std::int64_t> seed;
   std::string log_level = "info";
   bool quiet = false;
@@ -30,6 +31,9 @@ struct Command {
   const char* summary;
   std::function<std::function<int()>(CLI::App&, const GlobalOptions&)> setup;
 };
+
+// --precision of commands without a config (inference, benchmarks): fp32 unless given.
+std::string precision_or_default(const GlobalOptions& globals);
 
 // The one place where commands are registered (commands.cpp).
 const std::vector<Command>& command_table();

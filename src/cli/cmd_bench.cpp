@@ -15,6 +15,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 
 #include "cli/cli.h"
@@ -22,6 +23,7 @@
 #include "core/build_info.h"
 #include "core/device.h"
 #include "core/error.h"
+#include "core/precision.h"
 #include "core/resources.h"
 #include "core/stats.h"
 #include "data/augment.h"
@@ -37,8 +39,8 @@
 #include "models/sam2/sam2_config.h"
 #include "models/sam2/sam2_model.h"
 #include "models/sam2/video_predictor.h"
-#include "train/sam2_trainer.h"
 #include "train/losses.h"
+#include "train/sam2_trainer.h"
 #if IRIS_HAVE_NIFTI
 #include "data/synthetic_volume.h"
 #endif
@@ -56,7 +58,7 @@ struct BenchRow {
   double median_ms = 0.0;
   double peak_rss_mb = 0.0;
   double median_cpu_ms = -1.0;  // process CPU time (bench train); < 0: not measured
-  std::string detail;                               // free text for the table's last column
+  std::string detail;           // free text for the table's last column
   nlohmann::json extra = nlohmann::json::object();  // further JSON fields of the row
 };
 
@@ -83,6 +85,7 @@ at::Tensor synthetic_frames(int64_t t, int64_t s) {
 
 std::vector<BenchRow> bench_sam2(const Sam2BenchOptions& o, const GlobalOptions& g) {
   const auto device = resolve_device(g.device);
+  const Precision precision = parse_precision(precision_or_default(g));
   std::vector<BenchRow> rows;
   const std::vector<std::string> sizes =
       o.config.empty() ? o.sizes : std::vector<std::string>{"config"};
@@ -103,9 +106,10 @@ std::vector<BenchRow> bench_sam2(const Sam2BenchOptions& o, const GlobalOptions&
       base.model = "sam2.1";
       base.size = size;
       base.device = device.str();
-      base.precision = "fp32";
+      base.precision = to_string(precision);
       base.image_size = image_size;
       base.threads = at::get_num_threads();
+      AutocastScope autocast(device, precision);
 
       // Image encoder: one frame, one warm-up run, median over the repeats.
       std::vector<double> enc;
@@ -229,6 +233,7 @@ std::vector<BenchRow> bench_train(const TrainBenchOptions& o, const GlobalOption
     c.run.name = v.phase;
     c.run.device = g.device;
     c.run.threads = g.threads;
+    c.run.precision = precision_or_default(g);
     c.recipe = v.recipe;
     c.model.prompt_type = "box";
     c.data.name = "synthetic";
@@ -248,7 +253,7 @@ std::vector<BenchRow> bench_train(const TrainBenchOptions& o, const GlobalOption
     row.model = "sam2.1";
     row.size = size;
     row.device = resolve_device(g.device).str();
-    row.precision = "fp32";
+    row.precision = c.run.precision;
     row.image_size = options.image_size;
     row.threads = at::get_num_threads();
     row.peak_rss_mb = peak_rss_mb();
@@ -430,6 +435,7 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 
 std::vector<BenchRow> bench_iris(const IrisBenchOptions& o, const GlobalOptions& g) {
   const auto device = resolve_device(g.device);
+  const Precision precision = parse_precision(precision_or_default(g));
   const std::vector<int64_t> dims_list =
       !o.spatial_dims.empty()
           ? o.spatial_dims
@@ -446,7 +452,7 @@ std::vector<BenchRow> bench_iris(const IrisBenchOptions& o, const GlobalOptions&
     base.model = "iris";
     base.size = fmt::format("{}-{}d", o.preset, dims);
     base.device = device.str();
-    base.precision = "fp32";
+    base.precision = to_string(precision);
     base.image_size = c.size;
     base.threads = at::get_num_threads();
     int64_t parameters = 0;
@@ -485,6 +491,7 @@ std::vector<BenchRow> bench_iris(const IrisBenchOptions& o, const GlobalOptions&
       }
       model->eval();
       torch::NoGradGuard no_grad;
+      AutocastScope autocast(device, precision);
       std::vector<double> total, cpu, task_ms, query_ms;
       reset_cuda_peak(device);
       for (int64_t r = -1; r < c.repeats; ++r) {  // r = -1: warm-up
@@ -528,14 +535,25 @@ std::vector<BenchRow> bench_iris(const IrisBenchOptions& o, const GlobalOptions&
       torch::optim::AdamW optimizer(model->parameters(),
                                     torch::optim::AdamWOptions(1e-4).weight_decay(1e-4));
       double last_loss = 0;
+      std::optional<LossScaler> scaler;
+      if (precision == Precision::kFloat16) scaler.emplace();
+      // As the trainer does it: forward under autocast, losses in float32, backward outside.
       auto step = [&] {
         optimizer.zero_grad();
-        const auto out = model->segment(query, model->encode_task(ref, ref_masks));
-        const at::Tensor loss =
-            soft_dice_loss(out.logits, query_masks) + bce_loss(out.logits, query_masks);
-        loss.backward();
-        torch::nn::utils::clip_grad_norm_(model->parameters(), 1.0);
-        optimizer.step();
+        at::Tensor logits;
+        {
+          AutocastScope autocast(device, precision);
+          logits = model->segment(query, model->encode_task(ref, ref_masks)).logits;
+        }
+        logits = logits.to(at::kFloat);
+        const at::Tensor loss = soft_dice_loss(logits, query_masks) + bce_loss(logits, query_masks);
+        (scaler ? scaler->scale(loss) : loss).backward();
+        const bool finite = scaler ? scaler->unscale_and_check(model->parameters()) : true;
+        if (finite) {
+          clip_grad_norm(model->parameters(), 1.0);
+          optimizer.step();
+        }
+        if (scaler) scaler->update(finite);
         // Reading the loss is the one host synchronisation, as when a training loop logs it.
         last_loss = loss.item<double>();
       };

@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/error.h"
+#include "core/precision.h"
 #include "data/video_dataset.h"
 #include "eval/video_eval.h"
 #include "models/sam2/sam2_loader.h"
@@ -47,14 +48,21 @@ int run_eval_sam2(const EvalSam2Options& o, const GlobalOptions& g) {
   models::sam2::Sam2LoadOptions load;
   load.official_postprocessing = !o.no_postprocessing;
   auto model = models::sam2::load_sam2(o.config, o.checkpoint, load);
-  model->to(resolve_device(g.device));
-  const auto result = eval::evaluate_sam2_video(model, dataset, options);
+  const c10::Device device = resolve_device(g.device);
+  model->to(device);
+  const auto result = [&] {
+    AutocastScope autocast(device, parse_precision(precision_or_default(g)));
+    return eval::evaluate_sam2_video(model, dataset, options);
+  }();
   eval::write_video_eval(result, options, o.out);
-  auto show = [](double v) { return std::isnan(v) ? std::string("n/a") : fmt::format("{:.4f}", v); };
-  std::cout << fmt::format("{} videos, {} frames, {} objects, {} prompts: Dice {}, IoU {}, MAE {}, NSD {}\n",
-                           result.videos, result.frames, result.objects.size(), o.prompt,
-                           show(result.dice_summary.macro), show(result.iou_summary.macro),
-                           show(result.mae_summary.macro), show(result.nsd_summary.macro));
+  auto show = [](double v) {
+    return std::isnan(v) ? std::string("n/a") : fmt::format("{:.4f}", v);
+  };
+  std::cout << fmt::format(
+      "{} videos, {} frames, {} objects, {} prompts: Dice {}, IoU {}, MAE {}, NSD {}\n",
+      result.videos, result.frames, result.objects.size(), o.prompt,
+      show(result.dice_summary.macro), show(result.iou_summary.macro),
+      show(result.mae_summary.macro), show(result.nsd_summary.macro));
   std::cout << fmt::format("wrote {}/eval.json and eval.md\n", o.out);
   return 0;
 }
@@ -78,7 +86,8 @@ int run_eval_iris(const EvalIrisOptions& o, const GlobalOptions& g) {
 #if IRIS_HAVE_NIFTI
   const auto config = load_config<IrisTrainConfig>({o.config, {}});
   auto model = load_iris_checkpoint(o.checkpoint, config.model.options);
-  model->to(resolve_device(g.device));
+  const c10::Device device = resolve_device(g.device);
+  model->to(device);
   IrisEvalOptions options;
   options.strategies.clear();
   for (const auto& s : o.strategies) options.strategies.push_back(models::parse_strategy(s));
@@ -90,7 +99,10 @@ int run_eval_iris(const EvalIrisOptions& o, const GlobalOptions& g) {
   options.predict.tuning.steps = o.tuning_steps;
   options.predict.tuning.lr = o.tuning_lr;
   options.predict.retrieval.top_k = o.top_k;
-  const auto result = evaluate_iris(model, o.pool, options);
+  const auto result = [&] {
+    AutocastScope autocast(device, parse_precision(precision_or_default(g)));
+    return evaluate_iris(model, o.pool, options);
+  }();
   std::filesystem::create_directories(o.out);
   write_file_atomic(std::filesystem::path(o.out) / "eval.json",
                     iris_eval_json(result, options).dump(2) + "\n");
@@ -123,7 +135,8 @@ std::function<int()> setup_eval(CLI::App& app, const GlobalOptions& globals) {
       ->capture_default_str();
   s->add_option("--seed", o->seed, "prompt simulation seed")->capture_default_str();
   s->add_option("--max-frames", o->max_frames, "frames per video (0: all)")->capture_default_str();
-  s->add_option("--nsd-tolerance", o->nsd_tolerance, "NSD tolerance in pixels")->capture_default_str();
+  s->add_option("--nsd-tolerance", o->nsd_tolerance, "NSD tolerance in pixels")
+      ->capture_default_str();
   s->add_flag("--no-postprocessing", o->no_postprocessing, "use the config as written");
 
   auto io = std::make_shared<EvalIrisOptions>();

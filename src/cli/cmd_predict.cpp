@@ -1,8 +1,8 @@
 #include "cli/cmd_predict.h"
 
 #include <fmt/format.h>
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <iostream>
 
@@ -11,6 +11,7 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/error.h"
+#include "core/precision.h"
 #include "models/sam2/sam2_loader.h"
 #include "models/sam2/sam2_predict.h"
 #if IRIS_HAVE_NIFTI
@@ -49,7 +50,8 @@ int run_predict_sam2(const PredictSam2Options& o, const GlobalOptions& g) {
   options.overlay = !o.no_overlay;
   options.offload_video_to_cpu = o.offload_video;
   options.offload_state_to_cpu = o.offload_state;
-  for (const auto& p : o.points) options.prompts.push_back(sam2::parse_point_prompt(p, o.frame, o.object));
+  for (const auto& p : o.points)
+    options.prompts.push_back(sam2::parse_point_prompt(p, o.frame, o.object));
   // Points given together on one frame and object are one prompt (SAM's multi-click input).
   if (options.prompts.size() > 1) {
     auto merged = options.prompts.front();
@@ -61,7 +63,8 @@ int run_predict_sam2(const PredictSam2Options& o, const GlobalOptions& g) {
     }
     options.prompts = {merged};
   }
-  for (const auto& b : o.boxes) options.prompts.push_back(sam2::parse_box_prompt(b, o.frame, o.object));
+  for (const auto& b : o.boxes)
+    options.prompts.push_back(sam2::parse_box_prompt(b, o.frame, o.object));
   for (const auto& m : o.masks) {
     sam2::Sam2Prompt p;
     p.type = sam2::Sam2Prompt::Type::kMask;
@@ -77,11 +80,15 @@ int run_predict_sam2(const PredictSam2Options& o, const GlobalOptions& g) {
   sam2::Sam2LoadOptions load;
   load.official_postprocessing = !o.no_postprocessing;
   auto model = sam2::load_sam2(o.config, o.checkpoint, load);
-  model->to(resolve_device(g.device));
+  const c10::Device device = resolve_device(g.device);
+  model->to(device);
   const auto input = sam2::load_predict_input(o.input);
   spdlog::info("{}: {} frame(s) of {}x{}, {} prompt(s)", o.input, input.frames.size(),
                input.width(), input.height(), options.prompts.size());
-  const auto result = sam2::predict_sam2(model, input, options);
+  const auto result = [&] {
+    AutocastScope autocast(device, parse_precision(precision_or_default(g)));
+    return sam2::predict_sam2(model, input, options);
+  }();
   for (size_t k = 0; k < result.obj_ids.size(); ++k) {
     int64_t frames_with = 0;
     for (const auto& row : result.areas) frames_with += row[k] > 0 ? 1 : 0;
@@ -122,7 +129,8 @@ int run_predict_iris(const PredictIrisOptions& o, const GlobalOptions& g) {
   }
   const auto config = load_config<IrisTrainConfig>({o.config, {}});
   auto model = load_iris_checkpoint(o.checkpoint, config.model.options);
-  model->to(resolve_device(g.device));
+  const c10::Device device = resolve_device(g.device);
+  model->to(device);
   IrisPredictOptions options;
   options.strategy = models::parse_strategy(o.strategy);
   options.classes = o.classes;
@@ -149,7 +157,10 @@ int run_predict_iris(const PredictIrisOptions& o, const GlobalOptions& g) {
   for (std::size_t i = 0; i < o.references.size(); ++i) {
     references.push_back({o.references[i], o.reference_masks[i]});
   }
-  const auto result = predict_iris(model, references, o.query, options, o.out);
+  const auto result = [&] {
+    AutocastScope autocast(device, parse_precision(precision_or_default(g)));
+    return predict_iris(model, references, o.query, options, o.out);
+  }();
   for (std::size_t k = 0; k < result.classes.size(); ++k) {
     std::cout << fmt::format("class {}: {} voxels\n", result.classes[k], result.voxels[k]);
   }

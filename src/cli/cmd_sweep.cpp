@@ -59,6 +59,7 @@ std::function<int()> setup_sweep(CLI::App& app, const GlobalOptions& globals) {
     if (globals.device != "auto") overrides.push_back("base.run.device=" + globals.device);
     if (globals.threads > 0)
       overrides.push_back(fmt::format("base.run.threads={}", globals.threads));
+    if (!globals.precision.empty()) overrides.push_back("base.run.precision=" + globals.precision);
     if (globals.seed) overrides.push_back(fmt::format("sweep.seeds=[{}]", *globals.seed));
     const SweepConfig config = load_sweep_config({options->config, overrides});
     if (options->print_config) {

@@ -99,6 +99,7 @@ std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
     if (globals.seed) overrides.push_back(fmt::format("run.seed={}", *globals.seed));
     if (globals.device != "auto") overrides.push_back("run.device=" + globals.device);
     if (globals.threads > 0) overrides.push_back(fmt::format("run.threads={}", globals.threads));
+    if (!globals.precision.empty()) overrides.push_back("run.precision=" + globals.precision);
     std::string config_path = options->config;
     if (config_path.empty() && !options->resume.empty()) {
       config_path = (std::filesystem::path(options->resume) / "config.yaml").string();

@@ -7,10 +7,13 @@
 
 namespace iris {
 
-int cuda_device_count() { return static_cast<int>(torch::cuda::device_count()); }
+int cuda_device_count() {
+  return static_cast<int>(torch::cuda::device_count());
+}
 
 c10::Device resolve_device(const std::string& spec) {
-  if (spec == "auto") return cuda_device_count() > 0 ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  if (spec == "auto")
+    return cuda_device_count() > 0 ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
   if (spec == "cpu") return c10::Device(c10::kCPU);
   if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
     int index = 0;
@@ -37,8 +40,33 @@ c10::Device resolve_device(const std::string& spec) {
   throw InputError(fmt::format("--device {}: expected cpu, cuda, cuda:N or auto", spec));
 }
 
+at::Tensor to_device(const at::Tensor& tensor, const c10::Device& device) {
+  if (tensor.device() == device) return tensor;
+  if (device.is_cuda() && tensor.is_cpu()) {
+    return tensor.pin_memory().to(device, /*non_blocking=*/true);
+  }
+  return tensor.to(device);
+}
+
+at::Tensor to_channels_last(const at::Tensor& tensor) {
+  if (tensor.dim() == 4) return tensor.contiguous(at::MemoryFormat::ChannelsLast);
+  if (tensor.dim() == 5) return tensor.contiguous(at::MemoryFormat::ChannelsLast3d);
+  return tensor;
+}
+
+void to_channels_last(torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : module.parameters()) {
+    if (p.dim() == 4 || p.dim() == 5) p.set_data(to_channels_last(p.data()));
+  }
+  for (auto& b : module.buffers()) {
+    if (b.dim() == 4 || b.dim() == 5) b.set_data(to_channels_last(b.data()));
+  }
+}
+
 void set_threads(int threads) {
-  if (threads < 0) throw UsageError(fmt::format("--threads {}: expected 0 (default) or more", threads));
+  if (threads < 0)
+    throw UsageError(fmt::format("--threads {}: expected 0 (default) or more", threads));
   if (threads > 0) torch::set_num_threads(threads);
 }
 

@@ -17,18 +17,26 @@ void RunOptions::visit(ConfigVisitor& v) {
   v.field("seed", seed, "random seed for everything in the run");
   v.field("device", device, "cpu | cuda | cuda:N | auto");
   v.field("threads", threads, "CPU threads for LibTorch; 0 keeps its default");
+  v.choice("precision", precision, {"fp32", "bf16", "fp16"},
+           "autocast precision of forward passes (fp16 trains with dynamic loss scaling)");
+  v.field("channels_last", channels_last,
+          "channels-last memory layout for convolutional models (IRIS) and their inputs");
+  v.field("loss_scale", loss_scale,
+          "fp16 only: initial loss scale (halved after a step with inf/NaN gradients, which is "
+          "skipped; doubled after 2000 finite steps)");
 }
 
 RunDir RunDir::open(const fs::path& root, const std::string& name, Mode mode) {
   if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
-    throw InputError(fmt::format("run name '{}': expected a non-empty folder name without '/'", name));
+    throw InputError(
+        fmt::format("run name '{}': expected a non-empty folder name without '/'", name));
   }
   RunDir run(root / name);
   const bool has_config = fs::exists(run.config_path());
   if (mode == Mode::kCreate && has_config) {
-    throw InputError(fmt::format(
-        "{}: a run with this name already exists; resume it or choose another name",
-        run.path_.string()));
+    throw InputError(
+        fmt::format("{}: a run with this name already exists; resume it or choose another name",
+                    run.path_.string()));
   }
   if (mode == Mode::kResume && !has_config) {
     throw InputError(file_message(run.path_.string(), "no run to resume (config.yaml is missing)"));
@@ -36,7 +44,8 @@ RunDir RunDir::open(const fs::path& root, const std::string& name, Mode mode) {
   std::error_code ec;
   for (const fs::path& dir : {run.path_, run.checkpoints_dir(), run.report_dir()}) {
     fs::create_directories(dir, ec);
-    if (ec) throw RuntimeFailure(file_message(dir.string(), "cannot create folder: " + ec.message()));
+    if (ec)
+      throw RuntimeFailure(file_message(dir.string(), "cannot create folder: " + ec.message()));
   }
   return run;
 }
@@ -47,7 +56,9 @@ RunDir RunDir::existing(const fs::path& path) {
   return run;
 }
 
-void RunDir::write_config(const std::string& yaml) const { write_file_atomic(config_path(), yaml); }
+void RunDir::write_config(const std::string& yaml) const {
+  write_file_atomic(config_path(), yaml);
+}
 
 void RunDir::append_metrics(const nlohmann::json& row) const {
   if (!row.is_object()) throw RuntimeFailure("metrics row must be a JSON object");
@@ -80,7 +91,8 @@ nlohmann::json RunDir::read_summary() const {
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
-    throw InputError(file_message(summary_path().string(), std::string("not valid JSON: ") + e.what()));
+    throw InputError(
+        file_message(summary_path().string(), std::string("not valid JSON: ") + e.what()));
   }
 }
 

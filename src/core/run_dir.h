@@ -26,7 +26,10 @@ struct RunOptions {
   std::string root = "runs";  // parent folder of run folders
   std::int64_t seed = 0;
   std::string device = "auto";
-  int threads = 0;  // 0: LibTorch's default
+  int threads = 0;                 // 0: LibTorch's default
+  std::string precision = "fp32";  // fp32 | bf16 | fp16 (see core/precision.h)
+  bool channels_last = false;      // conv-heavy models and their inputs in channels-last layout
+  double loss_scale = 65536.0;     // fp16: initial dynamic loss scale
 
   void visit(ConfigVisitor& v);
 };

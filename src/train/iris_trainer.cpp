@@ -20,6 +20,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/logging.h"
+#include "core/precision.h"
 #include "core/progress.h"
 #include "core/resources.h"
 #include "data/atlas.h"
@@ -49,9 +50,14 @@ struct Batch {
   at::Tensor ref_image, ref_masks, query_image, query_masks;  // [1, ...] each
 };
 
-Batch to_device(const Batch& b, const c10::Device& device) {
-  return {b.ref_image.to(device), b.ref_masks.to(device), b.query_image.to(device),
-          b.query_masks.to(device)};
+// Pinned, asynchronous copies on CUDA; images in channels-last layout when the model is.
+Batch to_device(const Batch& b, const c10::Device& device, bool channels_last) {
+  auto image = [&](const at::Tensor& t) {
+    const at::Tensor x = iris::to_device(t, device);
+    return channels_last ? to_channels_last(x) : x;
+  };
+  return {image(b.ref_image), iris::to_device(b.ref_masks, device), image(b.query_image),
+          iris::to_device(b.query_masks, device)};
 }
 
 // One episode as model inputs (on the CPU) and its class values.
@@ -246,7 +252,7 @@ struct TrainState {
 // checkpoint intact.
 void save_checkpoint(const models::IrisModel& model, torch::optim::Optimizer& optimizer,
                      const models::MemoryBank& bank, const TrainState& state,
-                     const fs::path& path) {
+                     const LossScaler* scaler, const fs::path& path) {
   torch::serialize::OutputArchive archive;
   model->save(archive);
   torch::serialize::OutputArchive optim_archive;
@@ -264,13 +270,17 @@ void save_checkpoint(const models::IrisModel& model, torch::optim::Optimizer& op
     archive.write("rng/torch_cpu", generator.get_state());
   }
   models::save_memory_bank(bank, archive);
+  if (scaler) {
+    for (const auto& [key, value] : scaler->state_dict()) archive.write("scaler/" + key, value);
+  }
   std::ostringstream bytes;
   archive.save_to(bytes);
   write_file_atomic(path, bytes.str());
 }
 
 TrainState load_checkpoint(const fs::path& path, models::IrisModel& model,
-                           torch::optim::Optimizer& optimizer, models::MemoryBank& bank) {
+                           torch::optim::Optimizer& optimizer, models::MemoryBank& bank,
+                           LossScaler* scaler) {
   if (!fs::exists(path)) {
     throw InputError(file_message(path.string(), "no checkpoint to resume from"));
   }
@@ -302,6 +312,13 @@ TrainState load_checkpoint(const fs::path& path, models::IrisModel& model,
       generator.set_state(torch_state);
     }
     bank = models::load_memory_bank(archive);
+    if (scaler) {
+      std::map<std::string, at::Tensor> scaler_state;
+      for (const char* key : {"scale", "growth_tracker"}) {
+        archive.read(std::string("scaler/") + key, scaler_state[key]);
+      }
+      scaler->load_state_dict(scaler_state);
+    }
   } catch (const c10::Error& e) {
     throw InputError(file_message(path.string(), std::string("not a resumable IRIS checkpoint: ") +
                                                      e.what_without_backtrace()));
@@ -493,6 +510,14 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
   if (group && device.is_cuda()) device = c10::Device(c10::kCUDA, group->local_rank());
   set_threads(config.run.threads);
   torch::manual_seed(static_cast<uint64_t>(config.run.seed));
+  const Precision precision = parse_precision(config.run.precision);
+  // fp16 gradients underflow without loss scaling; bf16 has float32's range.
+  std::optional<LossScaler> scaler;
+  if (precision == Precision::kFloat16) {
+    LossScalerOptions scaler_options;
+    scaler_options.init_scale = config.run.loss_scale;
+    scaler.emplace(scaler_options);
+  }
   if (group && config.optim.batch < world_size) {
     throw ConfigError(
         fmt::format("optim.batch {} is the global batch: at least one episode per "
@@ -515,8 +540,14 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
   models::MemoryBank bank;
   TrainState state;
   if (resuming) {
-    state = load_checkpoint(run_folder->checkpoints_dir() / "last.pt", model, optimizer, bank);
+    state = load_checkpoint(run_folder->checkpoints_dir() / "last.pt", model, optimizer, bank,
+                            scaler ? &*scaler : nullptr);
     model->to(device);
+  }
+  if (config.run.channels_last) to_channels_last(*model);
+  if (precision != Precision::kFloat32 || config.run.channels_last) {
+    spdlog::info("precision {} (autocast on {}){}", to_string(precision), device.str(),
+                 config.run.channels_last ? ", channels-last layout" : "");
   }
   // Same initial weights everywhere (the seed already gives them; a broadcast makes it a fact).
   if (group) group->broadcast(model->parameters());
@@ -547,13 +578,16 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
   auto episode_loss = [&](const Batch& b) {
     const at::Tensor task = model->encode_task(b.ref_image, b.ref_masks);
     const auto out = model->segment(b.query_image, task);
-    at::Tensor loss = config.loss.dice * soft_dice_loss(out.logits, b.query_masks) +
-                      config.loss.bce * bce_loss(out.logits, b.query_masks);
-    for (const auto& aux : out.auxiliary) {
+    // Losses in float32 whatever the autocast precision: their sums run over every voxel.
+    const at::Tensor logits = out.logits.to(at::kFloat);
+    at::Tensor loss = config.loss.dice * soft_dice_loss(logits, b.query_masks) +
+                      config.loss.bce * bce_loss(logits, b.query_masks);
+    for (const auto& aux_logits : out.auxiliary) {
+      const at::Tensor aux = aux_logits.to(at::kFloat);
       const auto target = pool_masks(b.query_masks, aux) > 0.5;
       loss = loss + 0.5 * (soft_dice_loss(aux, target) + bce_loss(aux, target));
     }
-    return std::make_tuple(loss, out.logits, task);
+    return std::make_tuple(loss, logits, task);
   };
 
   auto validate = [&](int64_t step) {
@@ -562,7 +596,7 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
     double loss_sum = 0;
     std::map<int64_t, std::pair<double, int64_t>> per_class;
     for (const auto& e : data.validation) {
-      const Batch b = to_device(e.batch, device);
+      const Batch b = to_device(e.batch, device, config.run.channels_last);
       auto [loss, logits, task] = episode_loss(b);
       loss_sum += loss.item<double>();
       const auto dice = hard_dice(logits, b.query_masks)[0];
@@ -602,12 +636,17 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
   const int64_t last_step = session.stop_after > 0
                                 ? std::min(session.stop_after, config.optim.iterations)
                                 : config.optim.iterations;
+  double run_peak_gpu_mb = 0;
   for (int64_t step = state.step + 1; step <= last_step; ++step) {
+    reset_cuda_peak(device);
     const double lr = schedule.lr(step);
     for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
     gradients.zero();
     double data_ms = 0, compute_ms = 0, loss_sum = 0, dice_sum = 0;
     int64_t dice_n = 0;
+    // Summed on the device and read back once per step, after the episodes.
+    const auto sum_options = at::TensorOptions().dtype(at::kDouble).device(device);
+    at::Tensor loss_total = at::zeros({}, sum_options), dice_total = at::zeros({}, sum_options);
     // Task embeddings of all of the step's episodes, for the memory bank: [batch, K, m + 1, C]
     // and the episodes' class values [batch, K] (-1: none), filled by the rank that ran each.
     at::Tensor step_embeddings, step_classes;
@@ -618,24 +657,29 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
       std::mt19937_64 episode_rng(
           dist::sample_seed(static_cast<uint64_t>(config.run.seed), step, i));
       const EpisodeBatch episode = data.sample(episode_rng);
-      const Batch b = to_device(episode.batch, device);
+      const Batch b = to_device(episode.batch, device, config.run.channels_last);
       data_ms += ms_since(t0);
       t0 = Clock::now();
-      auto [loss, logits, task] = episode_loss(b);
-      (loss / static_cast<double>(config.optim.batch)).backward();
+      auto [loss, logits, task] = [&] {
+        AutocastScope autocast(device, precision);
+        return episode_loss(b);
+      }();
+      const at::Tensor micro_loss = loss / static_cast<double>(config.optim.batch);
+      (scaler ? scaler->scale(micro_loss) : micro_loss).backward();
       gradients.accumulate();
-      loss_sum += loss.item<double>();
+      loss_total += loss.detach().to(at::kDouble);
       const auto dice = hard_dice(logits.detach(), b.query_masks);
-      dice_sum += dice.sum().item<double>();
+      dice_total += dice.sum().to(at::kDouble);
       dice_n += dice.numel();
-      const at::Tensor embeddings = task.detach()[0].cpu().to(at::kDouble);
+      const at::Tensor embeddings = task.detach()[0].to(at::kDouble);
       if (!step_embeddings.defined()) {
         // Episodes may hold fewer classes than classes_per_episode (a sparse reference slice).
         auto shape = embeddings.sizes().vec();
         shape[0] = config.data.classes_per_episode;
         shape.insert(shape.begin(), config.optim.batch);
-        step_embeddings = at::zeros(shape, at::kDouble);
-        step_classes = at::zeros({config.optim.batch, config.data.classes_per_episode}, at::kDouble);
+        step_embeddings = at::zeros(shape, embeddings.options());
+        step_classes =
+            at::zeros({config.optim.batch, config.data.classes_per_episode}, at::kDouble);
       }
       step_embeddings[i].narrow(0, 0, embeddings.size(0)).copy_(embeddings);
       for (std::size_t k = 0; k < episode.class_values.size(); ++k) {
@@ -644,6 +688,13 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
       compute_ms += ms_since(t0);
     }
     auto t0 = Clock::now();
+    // The step's readback: logged loss and Dice, the memory bank's embeddings.
+    step_embeddings = step_embeddings.cpu();
+    {
+      const at::Tensor sums = at::stack({loss_total, dice_total}).cpu();
+      loss_sum = sums[0].item<double>();
+      dice_sum = sums[1].item<double>();
+    }
     gradients.finish();
     if (group) {
       group->all_reduce_sum({step_embeddings, step_classes});
@@ -657,18 +708,29 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
       compute_ms = sums[4] / world_size;
       t0 = Clock::now();
     }
-    // The bank sees the episodes in global order, as one process would.
-    for (int64_t i = 0; i < config.optim.batch; ++i) {
+    // All ranks hold the same summed gradients, so they take the same decision.
+    const bool finite = scaler ? scaler->unscale_and_check(model->parameters()) : true;
+    // The bank sees the episodes in global order, as one process would; a skipped step leaves
+    // the bank as it leaves the weights.
+    for (int64_t i = 0; i < (finite ? config.optim.batch : 0); ++i) {
       for (int64_t k = 0; k < step_classes.size(1); ++k) {
         const auto value = static_cast<int64_t>(step_classes[i][k].item<double>()) - 1;
         if (value < 0) continue;
         bank.update(data.dataset, data.class_name(value), step_embeddings[i][k].to(at::kFloat));
       }
     }
-    if (config.optim.grad_clip > 0)
-      torch::nn::utils::clip_grad_norm_(model->parameters(), config.optim.grad_clip);
-    optimizer.step();
+    if (finite) {
+      if (config.optim.grad_clip > 0) clip_grad_norm(model->parameters(), config.optim.grad_clip);
+      optimizer.step();
+    } else {
+      spdlog::warn("step {}: non-finite fp16 gradients at loss scale {}; step skipped", step,
+                   scaler->scale_value());
+    }
+    const double loss_scale = scaler ? scaler->scale_value() : 1.0;
+    if (scaler) scaler->update(finite);
     compute_ms += ms_since(t0);
+    const double step_peak_gpu_mb = cuda_peak_allocated_mb(device);
+    run_peak_gpu_mb = std::max(run_peak_gpu_mb, step_peak_gpu_mb);
     result.final_train_loss = loss_sum / config.optim.batch;
     if (step % config.log_every == 0 || step == config.optim.iterations) {
       const double train_dice = dice_n > 0 ? dice_sum / dice_n : 0.0;
@@ -676,15 +738,21 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
         tensorboard->add_scalars(
             {{"train/loss", result.final_train_loss}, {"train/dice", train_dice}, {"lr", lr}},
             step);
-        run->append_metrics(
-            {{"step", step},
-             {"train/loss", result.final_train_loss},
-             {"train/dice", train_dice},
-             {"lr", lr},
-             {"time/data_ms", data_ms},
-             {"time/compute_ms", compute_ms},
-             {"samples_per_s", 1000.0 * config.optim.batch / std::max(1e-9, data_ms + compute_ms)},
-             {"memory/peak_rss_mb", peak_rss_mb()}});
+        nlohmann::json row{
+            {"step", step},
+            {"train/loss", result.final_train_loss},
+            {"train/dice", train_dice},
+            {"lr", lr},
+            {"time/data_ms", data_ms},
+            {"time/compute_ms", compute_ms},
+            {"samples_per_s", 1000.0 * config.optim.batch / std::max(1e-9, data_ms + compute_ms)},
+            {"memory/peak_rss_mb", peak_rss_mb()}};
+        if (device.is_cuda()) row["memory/peak_gpu_mb"] = step_peak_gpu_mb;
+        if (scaler) {
+          row["skipped_step"] = !finite;
+          row["loss_scale"] = loss_scale;
+        }
+        run->append_metrics(row);
       }
     }
     // Validation, best weights and checkpoints are rank 0's; the others go on to the next step's
@@ -709,11 +777,13 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
     state = {step, best, result.best_step, result.final_train_loss,
              previous_seconds + std::chrono::duration<double>(Clock::now() - start).count()};
     if (run && result.best_step == step) {
-      save_checkpoint(model, optimizer, bank, state, run->checkpoints_dir() / "best.pt");
+      save_checkpoint(model, optimizer, bank, state, scaler ? &*scaler : nullptr,
+                      run->checkpoints_dir() / "best.pt");
     }
     if (run && ((config.checkpoint_every > 0 && step % config.checkpoint_every == 0) ||
                 step == last_step)) {
-      save_checkpoint(model, optimizer, bank, state, run->checkpoints_dir() / "last.pt");
+      save_checkpoint(model, optimizer, bank, state, scaler ? &*scaler : nullptr,
+                      run->checkpoints_dir() / "last.pt");
     }
     progress.advance(1, fmt::format("loss {:.4f}", result.final_train_loss));
   }
@@ -728,19 +798,22 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
   }
   result.finished = true;
   if (!run) return result;
-  run->write_summary({{"model", "iris"},
-                      {"steps", result.steps},
-                      {"best/val_dice", result.best_validation_dice},
-                      {"best/step", result.best_step},
-                      {"final/train_loss", result.final_train_loss},
-                      {"time/seconds", result.seconds},
-                      {"memory/peak_rss_mb", peak_rss_mb()},
-                      {"memory_bank/classes", bank.size()},
-                      {"parameters", [&] {
-                         int64_t n = 0;
-                         for (const auto& p : model->parameters()) n += p.numel();
-                         return n;
-                       }()}});
+  nlohmann::json summary{{"model", "iris"},
+                         {"steps", result.steps},
+                         {"best/val_dice", result.best_validation_dice},
+                         {"best/step", result.best_step},
+                         {"final/train_loss", result.final_train_loss},
+                         {"time/seconds", result.seconds},
+                         {"memory/peak_rss_mb", peak_rss_mb()},
+                         {"memory_bank/classes", bank.size()},
+                         {"parameters", [&] {
+                            int64_t n = 0;
+                            for (const auto& p : model->parameters()) n += p.numel();
+                            return n;
+                          }()}};
+  summary["precision"] = to_string(precision);
+  if (device.is_cuda()) summary["memory/peak_gpu_mb"] = run_peak_gpu_mb;
+  run->write_summary(summary);
   stop_log_file();
   return result;
 }

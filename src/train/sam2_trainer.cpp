@@ -1,20 +1,21 @@
 #include "train/sam2_trainer.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <ctime>
 #include <limits>
 #include <optional>
-#include <ctime>
 #include <random>
 
 #include "core/device.h"
 #include "core/error.h"
 #include "core/logging.h"
+#include "core/precision.h"
 #include "core/progress.h"
 #include "core/resources.h"
 #include "data/clips.h"
@@ -53,7 +54,8 @@ std::vector<std::string> trainable_modules(const Recipe& recipe) {
 
 io::StateDict model_state(torch::nn::Module& m) {
   io::StateDict sd;
-  for (const auto& p : m.named_parameters()) sd.insert(p.key(), p.value().detach().cpu().contiguous());
+  for (const auto& p : m.named_parameters())
+    sd.insert(p.key(), p.value().detach().cpu().contiguous());
   for (const auto& b : m.named_buffers()) sd.insert(b.key(), b.value().detach().cpu().contiguous());
   return sd;
 }
@@ -70,13 +72,16 @@ nlohmann::json eval_row(const eval::VideoEvalResult& r, const std::string& prefi
 
 void Sam2TrainConfig::visit(ConfigVisitor& v) {
   v.section("run", run);
-  v.field("recipe", recipe, "SAM2 parts that train, joined by '+': ie, pe, md, mem (none: baseline)");
+  v.field("recipe", recipe,
+          "SAM2 parts that train, joined by '+': ie, pe, md, mem (none: baseline)");
   v.field("baseline", baseline, "the untrained reference run (recipe none, max_epochs 0)");
   v.section("model", [&](ConfigVisitor& m) {
     m.field("config", model.config, "official-format SAM2 config (YAML)");
     m.field("checkpoint", model.checkpoint, "starting weights (.pt or .safetensors)");
-    m.choice("prompt_type", model.prompt_type, {"point", "box", "mask"}, "prompt on the first frame");
-    m.field("trainable_modules", model.trainable_modules, "derived from the recipe; written for trackers");
+    m.choice("prompt_type", model.prompt_type, {"point", "box", "mask"},
+             "prompt on the first frame");
+    m.field("trainable_modules", model.trainable_modules,
+            "derived from the recipe; written for trackers");
   });
   v.section("data", [&](ConfigVisitor& d) {
     d.field("name", data.name, "dataset name for run tables");
@@ -92,7 +97,8 @@ void Sam2TrainConfig::visit(ConfigVisitor& v) {
     t.field("lr", train.lr, "peak learning rate (AdamW)");
     t.field("weight_decay", train.weight_decay, "decoupled weight decay");
     t.field("warmup", train.warmup, "linear warmup steps");
-    t.choice("schedule", train.schedule, {"cosine", "exponential", "constant"}, "decay after warmup");
+    t.choice("schedule", train.schedule, {"cosine", "exponential", "constant"},
+             "decay after warmup");
     t.field("final_lr_ratio", train.final_lr_ratio, "learning rate at the end / peak");
     t.field("grad_clip", train.grad_clip, "max gradient norm (0: off)");
     t.field("grad_accum", train.grad_accum, "clips per optimiser step, over all ranks");
@@ -147,6 +153,16 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
   }
   set_threads(config.run.threads);
   torch::manual_seed(static_cast<uint64_t>(config.run.seed));
+  const Precision precision = parse_precision(config.run.precision);
+  std::optional<LossScaler> scaler;
+  if (precision == Precision::kFloat16) {
+    LossScalerOptions scaler_options;
+    scaler_options.init_scale = config.run.loss_scale;
+    scaler.emplace(scaler_options);
+  }
+  if (config.run.channels_last) {
+    spdlog::info("run.channels_last: SAM2 is attention-bound, its layout stays contiguous");
+  }
 
   auto model = prebuilt ? *prebuilt : sam2::load_sam2(config.model.config, config.model.checkpoint);
   model->to(device);
@@ -163,7 +179,8 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
   clip_options.stride = config.data.clip_stride;
   const auto clips = enumerate_clips(train_data, clip_options);
   if (config.train.max_epochs > 0 && clips.empty()) {
-    throw InputError(file_message(config.data.train, fmt::format("no clip of {} frames", clip_options.length)));
+    throw InputError(
+        file_message(config.data.train, fmt::format("no clip of {} frames", clip_options.length)));
   }
   spdlog::info(
       "SAM2 fine-tuning: recipe {} ({} of {} parameters train), {} clips of {} frames, {} prompts; "
@@ -267,7 +284,8 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
   std::unique_ptr<torch::optim::AdamW> optimizer;
   if (!trainable.empty()) {
     optimizer = std::make_unique<torch::optim::AdamW>(
-        trainable, torch::optim::AdamWOptions(config.train.lr).weight_decay(config.train.weight_decay));
+        trainable,
+        torch::optim::AdamWOptions(config.train.lr).weight_decay(config.train.weight_decay));
   }
   Sam2LossOptions loss_options;
   loss_options.weight_mask = config.loss.mask;
@@ -279,6 +297,7 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
 
   int64_t step = 0;
   bool model_is_best = true;
+  double run_peak_gpu_mb = 0.0;
   for (int64_t epoch = 1; epoch <= config.train.max_epochs && optimizer; ++epoch) {
     model->train();
     // This rank's clips of the epoch as (step, clip); clip -1 marks a step without a clip here,
@@ -294,12 +313,18 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
     Progress progress(fmt::format("sam2 epoch {}", epoch), rank_clips, "clip");
     double loss_sum = 0.0, step_loss = 0.0, step_data_ms = 0.0;
     int64_t used = 0, step_used = 0;
+    // This rank's clip losses of the step, summed on the device and read back once per step.
+    const auto loss_options_device = torch::TensorOptions().dtype(torch::kDouble).device(device);
+    at::Tensor step_loss_sum = torch::zeros({}, loss_options_device);
     auto step_start = Clock::now();
+    reset_cuda_peak(device);
     const auto epoch_start = Clock::now();
     const std::clock_t epoch_cpu_start = std::clock();
     // The gradient sync point: sums over the ranks, then one optimiser step everywhere.
     auto finish_step = [&] {
       gradients.finish();
+      step_loss = step_loss_sum.item<double>();  // the step's readback: logged
+      step_loss_sum.zero_();
       if (group) {
         const auto sums = group->all_reduce_sum(
             std::vector<double>{step_loss, static_cast<double>(step_used), step_data_ms});
@@ -312,9 +337,17 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
       for (auto& param_group : optimizer->param_groups()) {
         static_cast<torch::optim::AdamWOptions&>(param_group.options()).lr(lr);
       }
-      if (config.train.grad_clip > 0)
-        torch::nn::utils::clip_grad_norm_(trainable, config.train.grad_clip);
-      optimizer->step();
+      // All ranks hold the same summed gradients, so they take the same decision.
+      const bool finite = scaler ? scaler->unscale_and_check(trainable) : true;
+      if (finite) {
+        if (config.train.grad_clip > 0) clip_grad_norm(trainable, config.train.grad_clip);
+        optimizer->step();
+      } else {
+        spdlog::warn("step {}: non-finite fp16 gradients at loss scale {}; step skipped", step,
+                     scaler->scale_value());
+      }
+      const double loss_scale = scaler ? scaler->scale_value() : 1.0;
+      if (scaler) scaler->update(finite);
       gradients.zero();
       loss_sum += step_loss;
       used += step_used;
@@ -323,15 +356,23 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
       if (run) {
         const double ms =
             std::chrono::duration<double, std::milli>(Clock::now() - step_start).count();
-        run->append_metrics({{"step", step},
-                             {"epoch", epoch},
-                             {"train/loss", mean_loss},
-                             {"lr", lr},
-                             {"time/data_ms", step_data_ms},
-                             {"time/step_ms", ms},
-                             {"memory/rss_mb", current_rss_mb()}});
+        nlohmann::json row{{"step", step},
+                           {"epoch", epoch},
+                           {"train/loss", mean_loss},
+                           {"lr", lr},
+                           {"time/data_ms", step_data_ms},
+                           {"time/step_ms", ms},
+                           {"memory/rss_mb", current_rss_mb()}};
+        if (device.is_cuda()) row["memory/peak_gpu_mb"] = cuda_peak_allocated_mb(device);
+        if (scaler) {
+          row["skipped_step"] = !finite;
+          row["loss_scale"] = loss_scale;
+        }
+        run->append_metrics(row);
         tensorboard->add_scalars({{"train/loss", mean_loss}, {"lr", lr}}, step);
       }
+      run_peak_gpu_mb = std::max(run_peak_gpu_mb, cuda_peak_allocated_mb(device));
+      reset_cuda_peak(device);
       step_loss = step_data_ms = 0.0;
       step_used = 0;
       step_start = Clock::now();
@@ -356,15 +397,18 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
       }
       progress.advance();
       if (objs.empty()) continue;
-      const int64_t T = clip.frames.size(0), H = clip.frames.size(1), W = clip.frames.size(2), N = objs.size();
+      const int64_t T = clip.frames.size(0), H = clip.frames.size(1), W = clip.frames.size(2),
+                    N = objs.size();
       std::vector<at::Tensor> images;
       for (int64_t t = 0; t < T; ++t) images.push_back(clip.frames[t]);
-      const auto inputs = sam2::preprocess_frames(images, s).to(device);
-      const auto masks = clip.masks.index_select(1, torch::tensor(objs)).to(torch::kFloat);  // [T, N, H, W]
-      const auto targets = F::interpolate(masks, F::InterpolateFuncOptions()
-                                                     .size(std::vector<int64_t>{s, s})
-                                                     .mode(torch::kNearest))
-                               .to(device);  // [T, N, S, S]
+      const auto inputs = to_device(sam2::preprocess_frames(images, s), device);
+      const auto masks =
+          clip.masks.index_select(1, torch::tensor(objs)).to(torch::kFloat);  // [T, N, H, W]
+      const auto targets = to_device(
+          F::interpolate(
+              masks,
+              F::InterpolateFuncOptions().size(std::vector<int64_t>{s, s}).mode(torch::kNearest)),
+          device);  // [T, N, S, S]
       // Prompts from the first frame's ground truth, in model-input pixels.
       std::optional<sam2::PointInputs> points;
       at::Tensor mask_inputs;
@@ -388,13 +432,18 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
       } else {
         if (static_cast<int64_t>(coords.size()) != N) continue;
         const auto scale = torch::tensor({float(s) / W, float(s) / H});
-        points = sam2::PointInputs{(torch::stack(coords) * scale).to(device), torch::stack(labels).to(device)};
+        points = sam2::PointInputs{to_device(torch::stack(coords) * scale, device),
+                                   to_device(torch::stack(labels), device)};
       }
       const auto data_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 
       sam2::ObjectMemory memory;
       at::Tensor clip_loss = torch::zeros({}, torch::TensorOptions().device(device));
       for (int64_t t = 0; t < T; ++t) {
+        // Cached features are computed in float32 whatever the run's precision, so the cache
+        // (shared across runs on disk) never depends on it.
+        std::optional<AutocastScope> autocast;
+        if (!feature_cache) autocast.emplace(device, precision);
         // A frozen encoder runs without a graph (its features are constants of the step) or
         // comes from the cache; conv_s0/conv_s1 keep theirs when the mask decoder trains.
         auto backbone = encoder->forward_image(
@@ -402,12 +451,17 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
             {train_data.root.string(), clip.video_id, clip.frame_indices[static_cast<size_t>(t)]});
         for (auto& f : backbone.backbone_fpn) f = f.expand({N, -1, -1, -1});
         for (auto& p : backbone.vision_pos_enc) p = p.expand({N, -1, -1, -1});
+        if (!autocast) autocast.emplace(device, precision);
         const auto features = model->prepare_backbone_features(backbone);
-        auto out = t == 0 ? model->track_step(0, true, features, points, mask_inputs, memory, T, false, true)
-                          : model->track_step(t, false, features, std::nullopt, at::Tensor(), memory, T,
-                                              false, true);
-        const auto l = sam2_frame_loss({{out.pred_multimasks_high_res, out.ious, out.object_score_logits}},
-                                       targets[t], loss_options);
+        auto out = t == 0 ? model->track_step(0, true, features, points, mask_inputs, memory, T,
+                                              false, true)
+                          : model->track_step(t, false, features, std::nullopt, at::Tensor(),
+                                              memory, T, false, true);
+        // The loss in float32 whatever the autocast precision.
+        const auto l = sam2_frame_loss(
+            {{out.pred_multimasks_high_res.to(torch::kFloat), out.ious.to(torch::kFloat),
+              out.object_score_logits.to(torch::kFloat)}},
+            targets[t], loss_options);
         clip_loss = clip_loss + l.total / static_cast<double>(T);
         if (t == 0) {
           memory.set_cond(0, std::move(out));
@@ -415,9 +469,10 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
           memory.non_cond_frame_outputs[t] = std::move(out);
         }
       }
-      (clip_loss / static_cast<double>(config.train.grad_accum)).backward();
+      const at::Tensor micro_loss = clip_loss / static_cast<double>(config.train.grad_accum);
+      (scaler ? scaler->scale(micro_loss) : micro_loss).backward();
       gradients.accumulate();
-      step_loss += clip_loss.item<double>();
+      step_loss_sum += clip_loss.detach().to(torch::kDouble);
       step_data_ms += data_ms;
       ++step_used;
     }
@@ -481,6 +536,8 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
   summary["frozen_parameters"] = applied.frozen_elements;
   summary["trainable_parameter_names"] = applied.trainable;
   summary["peak_rss_mb"] = peak_rss_mb();
+  summary["precision"] = to_string(precision);
+  if (device.is_cuda()) summary["peak_gpu_mb"] = run_peak_gpu_mb;
   nlohmann::json cache_json = {{"tier", cache_tier}, {"reason", cache_reason}};
   if (feature_cache) {
     const auto st = feature_cache->stats();
