@@ -1,5 +1,9 @@
 #include "train/lamb.h"
 
+#include <sstream>
+#include <string>
+#include <type_traits>
+
 #include <cmath>
 
 #include "core/error.h"
@@ -47,6 +51,23 @@ Lamb::Lamb(const std::vector<torch::optim::OptimizerParamGroup>& param_groups, L
   }
 }
 
+namespace {
+
+// The optimiser state is keyed by the parameter's TensorImpl: its address on LibTorch 2.x, the
+// address printed as text on 1.13 (as LibTorch's own optimisers do there).
+template <typename Map>
+typename Map::key_type state_key(const Map&, at::TensorImpl* impl) {
+  if constexpr (std::is_same_v<typename Map::key_type, std::string>) {
+    std::ostringstream text;
+    text << impl;
+    return text.str();
+  } else {
+    return impl;
+  }
+}
+
+}  // namespace
+
 at::Tensor Lamb::step(LossClosure closure) {
   at::NoGradGuard no_grad;
   at::Tensor loss;
@@ -61,12 +82,13 @@ at::Tensor Lamb::step(LossClosure closure) {
       if (!p.grad().defined()) continue;
       const at::Tensor grad = p.grad();
       TORCH_CHECK(!grad.is_sparse(), "Lamb does not support sparse gradients");
-      auto it = state_.find(p.unsafeGetTensorImpl());
+      const auto key = state_key(state_, p.unsafeGetTensorImpl());
+      auto it = state_.find(key);
       if (it == state_.end()) {
         auto fresh = std::make_unique<LambParamState>();
         fresh->exp_avg(at::zeros_like(p, at::MemoryFormat::Preserve));
         fresh->exp_avg_sq(at::zeros_like(p, at::MemoryFormat::Preserve));
-        it = state_.emplace(p.unsafeGetTensorImpl(), std::move(fresh)).first;
+        it = state_.emplace(key, std::move(fresh)).first;
       }
       auto& s = static_cast<LambParamState&>(*it->second);
       s.step(s.step() + 1);
