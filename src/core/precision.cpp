@@ -101,8 +101,12 @@ AutocastScope::AutocastScope(c10::DeviceType device_type, Precision precision)
   if (precision == Precision::kFloat32) return;
   check_autocast_device(device_type);
 #if !IRIS_TORCH_AT_LEAST(2, 0)
-  if (device_type == c10::kCPU && precision == Precision::kFloat16) {
-    throw NotAvailableError("precision fp16 on CPU needs LibTorch 2.x; use bf16 on CPU");
+  // 1.13's CPU autocast lacks casts for ops the models use (instance norm, conv3d, attention),
+  // which then fail with dtype mismatches deep inside a forward.
+  if (device_type == c10::kCPU) {
+    throw NotAvailableError(
+        fmt::format("precision {} on CPU needs LibTorch 2.x (this build: {}.{}); use fp32",
+                    to_string(precision), TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR));
   }
 #endif
   previous_enabled_ = get_enabled(device_type);

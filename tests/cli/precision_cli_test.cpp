@@ -9,6 +9,7 @@
 
 #include "core/atomic_file.h"
 #include "core/build_info.h"
+#include "core/torch_compat.h"
 #include "data/synthetic_video.h"
 #include "io/image_io.h"
 #include "models/iris/iris_model.h"
@@ -33,6 +34,9 @@ TEST(PrecisionCli, AnUnknownPrecisionIsAUsageError) {
 }
 
 TEST(PrecisionCli, BenchIrisRowsCarryThePrecision) {
+#if !IRIS_TORCH_AT_LEAST(2, 0)
+  GTEST_SKIP() << "mixed precision on CPU needs LibTorch 2.x (NotAvailableError on 1.13)";
+#endif
   test::TempDir dir;
   const auto json = dir / "iris.json";
   const auto r = run_command("OMP_NUM_THREADS=1 " + iris_binary() +
@@ -50,6 +54,9 @@ TEST(PrecisionCli, BenchIrisRowsCarryThePrecision) {
 }
 
 TEST(PrecisionCli, PredictAndEvalIrisRunUnderBf16) {
+#if !IRIS_TORCH_AT_LEAST(2, 0)
+  GTEST_SKIP() << "mixed precision on CPU needs LibTorch 2.x (NotAvailableError on 1.13)";
+#endif
   if (!build::kHaveOpenCV) GTEST_SKIP() << "needs OpenCV (PNG slices)";
   test::TempDir dir;
   fs::create_directories(dir / "pool" / "masks");
@@ -102,6 +109,9 @@ TEST(PrecisionCli, PredictAndEvalIrisRunUnderBf16) {
 }
 
 TEST(PrecisionCli, PredictSam2RunsUnderBf16) {
+#if !IRIS_TORCH_AT_LEAST(2, 0)
+  GTEST_SKIP() << "mixed precision on CPU needs LibTorch 2.x (NotAvailableError on 1.13)";
+#endif
   if (!build::kHaveOpenCV) GTEST_SKIP() << "needs OpenCV";
   const fs::path micro =
       fs::path(IRIS_SOURCE_DIR) / ".." / "shared" / "fixtures" / "sam2" / "micro_seed0";

@@ -9,6 +9,7 @@
 
 #include "core/build_info.h"
 #include "core/run_dir.h"
+#include "core/torch_compat.h"
 #include "data/synthetic_video.h"
 #include "io/checkpoint.h"
 #include "test_util.h"
@@ -44,6 +45,9 @@ std::vector<double> train_losses(const RunDir& run) {
 }
 
 TEST(MixedPrecisionTraining, IrisBf16LossesAreFiniteAndCloseToFloat32) {
+#if !IRIS_TORCH_AT_LEAST(2, 0)
+  GTEST_SKIP() << "mixed precision on CPU needs LibTorch 2.x (NotAvailableError on 1.13)";
+#endif
   if (!is_mricron_atlas_dir(kMricronTemplates))
     GTEST_SKIP() << "mricron-data atlases not installed";
   test::TempDir dir;
@@ -83,6 +87,9 @@ TEST(MixedPrecisionTraining, IrisChannelsLastOnlyChangesTheLayout) {
 }
 
 TEST(MixedPrecisionTraining, IrisFp16WithLossScalingResumesExactly) {
+#if !IRIS_TORCH_AT_LEAST(2, 0)
+  GTEST_SKIP() << "mixed precision on CPU needs LibTorch 2.x (NotAvailableError on 1.13)";
+#endif
   if (!is_mricron_atlas_dir(kMricronTemplates))
     GTEST_SKIP() << "mricron-data atlases not installed";
   test::TempDir dir;
@@ -147,6 +154,9 @@ TEST(MixedPrecisionTraining, IrisFp16WithLossScalingResumesExactly) {
 }
 
 TEST(MixedPrecisionTraining, Iris3dPatchesTrainUnderBf16InChannelsLast3dLayout) {
+#if !IRIS_TORCH_AT_LEAST(2, 0)
+  GTEST_SKIP() << "mixed precision on CPU needs LibTorch 2.x (NotAvailableError on 1.13)";
+#endif
   test::TempDir dir;
   auto patch_config = [&](const std::string& name) {
     return load_config<IrisTrainConfig>(
@@ -169,6 +179,9 @@ TEST(MixedPrecisionTraining, Iris3dPatchesTrainUnderBf16InChannelsLast3dLayout) 
 }
 
 TEST(MixedPrecisionTraining, IrisSkippedFp16StepsLeaveTheWeightsAsTheyWere) {
+#if !IRIS_TORCH_AT_LEAST(2, 0)
+  GTEST_SKIP() << "mixed precision on CPU needs LibTorch 2.x (NotAvailableError on 1.13)";
+#endif
   if (!is_mricron_atlas_dir(kMricronTemplates))
     GTEST_SKIP() << "mricron-data atlases not installed";
   test::TempDir dir;
@@ -195,6 +208,9 @@ TEST(MixedPrecisionTraining, IrisSkippedFp16StepsLeaveTheWeightsAsTheyWere) {
 #endif
 
 TEST(MixedPrecisionTraining, Sam2FineTuningStepRunsUnderBf16) {
+#if !IRIS_TORCH_AT_LEAST(2, 0)
+  GTEST_SKIP() << "mixed precision on CPU needs LibTorch 2.x (NotAvailableError on 1.13)";
+#endif
   if (!build::kHaveOpenCV) GTEST_SKIP() << "needs OpenCV";
   const fs::path micro =
       fs::path(IRIS_SOURCE_DIR) / ".." / "shared" / "fixtures" / "sam2" / "micro_seed0";
