@@ -23,9 +23,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-fs::path micro() {
-  return fs::path(IRIS_SOURCE_DIR) / ".." / "shared" / "fixtures" / "sam2" / "micro_seed0";
-}
 
 // Largest |a - b| / max|a| over the tensors of two state dicts; `changed` counts tensors that
 // differ from `start`.
@@ -45,7 +42,7 @@ double max_relative_difference(const io::StateDict& a, const io::StateDict& b) {
 TEST(DistSam2, TwoProcessesEndWithTheWeightsOfOneProcessWithTheSameGlobalBatch) {
   if (!dist::dist_available()) GTEST_SKIP() << "built without c10d (IRIS_WITH_DIST)";
   if (!build::kHaveOpenCV) GTEST_SKIP() << "needs OpenCV";
-  if (!fs::exists(micro())) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
+  if (!fs::exists(test::sam2_fixture())) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
   test::TempDir dir;
   SyntheticVideoOptions s;
   s.videos = 1;
@@ -65,8 +62,8 @@ TEST(DistSam2, TwoProcessesEndWithTheWeightsOfOneProcessWithTheSameGlobalBatch) 
     return test::iris_binary() + " train '" + IRIS_SOURCE_DIR +
            "/configs/sam2/finetune_video.yaml' --threads 1 --set run.root=" +
            (dir / "runs").string() + " --set run.name=" + name +
-           " --set model.config=" + (micro() / "config.yaml").string() +
-           " --set model.checkpoint=" + (micro() / "checkpoint.pt").string() +
+           " --set model.config=" + (test::sam2_fixture() / "config.yaml").string() +
+           " --set model.checkpoint=" + (test::sam2_fixture() / "checkpoint.pt").string() +
            " --set data.train=" + (dir / "train").string() +
            " --set data.val=" + (dir / "val").string() +
            " --set recipe=md+pe --set model.prompt_type=point --set data.clip_length=2"
@@ -86,7 +83,7 @@ TEST(DistSam2, TwoProcessesEndWithTheWeightsOfOneProcessWithTheSameGlobalBatch) 
   EXPECT_NE(two.output.find("run folder: "), std::string::npos) << "rank 0 reports" << two.output;
 
   const auto start =
-      io::select_state_dict(io::read_checkpoint(micro() / "checkpoint.pt").root, "", "ckpt");
+      io::select_state_dict(io::read_checkpoint(test::sam2_fixture() / "checkpoint.pt").root, "", "ckpt");
   const auto a = io::read_safetensors(dir / "runs/one/checkpoints/last.safetensors").tensors;
   const auto b = io::read_safetensors(dir / "runs/two/checkpoints/last.safetensors").tensors;
   EXPECT_GT(max_relative_difference(start, a), 1e-4) << "the steps changed the weights";
@@ -120,13 +117,13 @@ TEST(DistSam2, TwoProcessesEndWithTheWeightsOfOneProcessWithTheSameGlobalBatch) 
 
 TEST(DistSam2, AGlobalBatchSmallerThanTheRanksIsAConfigError) {
   if (!dist::dist_available()) GTEST_SKIP() << "built without c10d (IRIS_WITH_DIST)";
-  if (!fs::exists(micro())) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
+  if (!fs::exists(test::sam2_fixture())) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
   test::TempDir dir;
   const auto r = test::run_command(
       test::iris_binary() + " train '" + IRIS_SOURCE_DIR +
       "/configs/sam2/finetune_video.yaml' --threads 1 --dist-timeout 20 --set run.root=" +
-      (dir / "runs").string() + " --set model.config=" + (micro() / "config.yaml").string() +
-      " --set model.checkpoint=" + (micro() / "checkpoint.pt").string() +
+      (dir / "runs").string() + " --set model.config=" + (test::sam2_fixture() / "config.yaml").string() +
+      " --set model.checkpoint=" + (test::sam2_fixture() / "checkpoint.pt").string() +
       " --set train.grad_accum=1 --nproc 2");
   EXPECT_EQ(r.exit_code, 3) << r.output;
   EXPECT_NE(r.output.find("train.grad_accum 1 is the global batch"), std::string::npos) << r.output;

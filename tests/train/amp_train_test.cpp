@@ -212,8 +212,7 @@ TEST(MixedPrecisionTraining, Sam2FineTuningStepRunsUnderBf16) {
   GTEST_SKIP() << "mixed precision on CPU needs LibTorch 2.x (NotAvailableError on 1.13)";
 #endif
   if (!build::kHaveOpenCV) GTEST_SKIP() << "needs OpenCV";
-  const fs::path micro =
-      fs::path(IRIS_SOURCE_DIR) / ".." / "shared" / "fixtures" / "sam2" / "micro_seed0";
+  const fs::path micro = test::sam2_fixture();
   if (!fs::exists(micro)) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
   test::TempDir dir;
   SyntheticVideoOptions s;

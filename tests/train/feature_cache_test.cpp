@@ -24,9 +24,6 @@ namespace {
 namespace fs = std::filesystem;
 namespace sam2 = models::sam2;
 
-fs::path micro() {
-  return fs::path(IRIS_SOURCE_DIR) / ".." / "shared" / "fixtures" / "sam2" / "micro_seed0";
-}
 
 // Three levels like SAM2's (highest resolution first) and position encodings shared by all.
 sam2::BackboneOut features(int64_t seed) {
@@ -138,8 +135,8 @@ TEST(FeatureCache, DiskTierRoundTripsBitwiseAcrossInstancesWithinItsBudget) {
 }
 
 TEST(FeatureCache, KeyChangesWithCheckpointImageSizeFrameAndStage) {
-  if (!fs::exists(micro())) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
-  auto model = sam2::load_sam2(micro() / "config.yaml", micro() / "checkpoint.pt");
+  if (!fs::exists(test::sam2_fixture())) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
+  auto model = sam2::load_sam2(test::sam2_fixture() / "config.yaml", test::sam2_fixture() / "checkpoint.pt");
   const auto enc = sam2::frozen_weights_identity(*model, sam2::FeatureStage::kEncoder);
   const auto proj = sam2::frozen_weights_identity(*model, sam2::FeatureStage::kProjected);
   EXPECT_NE(enc, proj);
@@ -154,7 +151,7 @@ TEST(FeatureCache, KeyChangesWithCheckpointImageSizeFrameAndStage) {
     model->image_encoder->parameters().front().add_(1e-3);
     EXPECT_NE(enc, sam2::frozen_weights_identity(*model, sam2::FeatureStage::kEncoder));
   }
-  auto options = sam2::load_sam2_config(micro() / "config.yaml");
+  auto options = sam2::load_sam2_config(test::sam2_fixture() / "config.yaml");
   options.image_size = 128;
   torch::manual_seed(0);
   sam2::Sam2Model a(options);
@@ -179,8 +176,8 @@ TEST(FeatureCache, KeyChangesWithCheckpointImageSizeFrameAndStage) {
 }
 
 TEST(FeatureCache, DecisionFollowsTheRecipeAndCachedFeaturesEqualComputedOnes) {
-  if (!fs::exists(micro())) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
-  auto model = sam2::load_sam2(micro() / "config.yaml", micro() / "checkpoint.pt");
+  if (!fs::exists(test::sam2_fixture())) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
+  auto model = sam2::load_sam2(test::sam2_fixture() / "config.yaml", test::sam2_fixture() / "checkpoint.pt");
   const auto& groups = sam2_parameter_groups();
   apply_recipe(*model, groups, parse_recipe("ie+md", groups));
   EXPECT_FALSE(sam2::decide_feature_cache(*model, false).valid);
@@ -230,8 +227,8 @@ TinyRun run_tiny(const fs::path& dir, const std::string& name, const std::string
   c.run.name = name;
   c.run.seed = 7;
   c.recipe = recipe;
-  c.model.config = (micro() / "config.yaml").string();
-  c.model.checkpoint = (micro() / "checkpoint.pt").string();
+  c.model.config = (test::sam2_fixture() / "config.yaml").string();
+  c.model.checkpoint = (test::sam2_fixture() / "checkpoint.pt").string();
   c.model.prompt_type = "point";
   c.data.train = (dir / "train").string();
   c.data.val = (dir / "val").string();
@@ -282,7 +279,7 @@ void expect_same_run(const TinyRun& a, const TinyRun& b) {
 
 TEST(FeatureCache, FrozenEncoderRunWithTheCacheEqualsOneWithoutBitwise) {
   if (!build::kHaveOpenCV) GTEST_SKIP() << "needs OpenCV";
-  if (!fs::exists(micro())) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
+  if (!fs::exists(test::sam2_fixture())) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
   test::TempDir dir;
   write_videos(dir.path());
   const auto off = run_tiny(dir.path(), "md_off", "md", "off", 2);
@@ -297,7 +294,7 @@ TEST(FeatureCache, FrozenEncoderRunWithTheCacheEqualsOneWithoutBitwise) {
   // The mask decoder's high-resolution projections sit behind the cached encoder output and
   // train with md.
   const auto start =
-      io::select_state_dict(io::read_checkpoint(micro() / "checkpoint.pt").root, "", "ckpt");
+      io::select_state_dict(io::read_checkpoint(test::sam2_fixture() / "checkpoint.pt").root, "", "ckpt");
   for (const char* name : {"sam_mask_decoder.conv_s0.weight", "sam_mask_decoder.conv_s1.weight"}) {
     EXPECT_FALSE(torch::equal(*start.find(name), *memory.last.find(name))) << name;
   }
@@ -314,7 +311,7 @@ TEST(FeatureCache, FrozenEncoderRunWithTheCacheEqualsOneWithoutBitwise) {
 
 TEST(FeatureCache, TurnsOffWhenTheImageEncoderTrains) {
   if (!build::kHaveOpenCV) GTEST_SKIP() << "needs OpenCV";
-  if (!fs::exists(micro())) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
+  if (!fs::exists(test::sam2_fixture())) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
   test::TempDir dir;
   write_videos(dir.path());
   const auto r = run_tiny(dir.path(), "ie_md", "ie+md", "memory", 1);

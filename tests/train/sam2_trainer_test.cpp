@@ -17,13 +17,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path micro() {
-  return fs::path(IRIS_SOURCE_DIR) / ".." / "shared" / "fixtures" / "sam2" / "micro_seed0";
-}
 
 TEST(Sam2Trainer, RecipeRunTrainsItsPartsAndRecordsBaselineAndEpochs) {
   if (!build::kHaveOpenCV) GTEST_SKIP() << "needs OpenCV";
-  if (!fs::exists(micro())) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
+  if (!fs::exists(test::sam2_fixture())) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
   test::TempDir dir;
   SyntheticVideoOptions s;
   s.videos = 1;
@@ -40,8 +37,8 @@ TEST(Sam2Trainer, RecipeRunTrainsItsPartsAndRecordsBaselineAndEpochs) {
   c.run.root = (dir / "runs").string();
   c.run.name = "endo_box_md";
   c.recipe = "md";
-  c.model.config = (micro() / "config.yaml").string();
-  c.model.checkpoint = (micro() / "checkpoint.pt").string();
+  c.model.config = (test::sam2_fixture() / "config.yaml").string();
+  c.model.checkpoint = (test::sam2_fixture() / "checkpoint.pt").string();
   c.model.prompt_type = "box";
   c.data.name = "synthetic";
   c.data.train = (dir / "train").string();
@@ -54,7 +51,7 @@ TEST(Sam2Trainer, RecipeRunTrainsItsPartsAndRecordsBaselineAndEpochs) {
   EXPECT_EQ(r.steps, 2);  // 8 frames = 2 clips of 4
   EXPECT_GT(r.trainable_parameters, 0);
 
-  const auto start = io::select_state_dict(io::read_checkpoint(micro() / "checkpoint.pt").root, "", "ckpt");
+  const auto start = io::select_state_dict(io::read_checkpoint(test::sam2_fixture() / "checkpoint.pt").root, "", "ckpt");
   const auto last = io::read_safetensors(fs::path(r.run_dir) / "checkpoints" / "last.safetensors").tensors;
   int64_t changed_md = 0;
   for (const auto& [name, t] : start) {

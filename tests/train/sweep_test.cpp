@@ -33,9 +33,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-fs::path micro() {
-  return fs::path(IRIS_SOURCE_DIR) / ".." / "shared" / "fixtures" / "sam2" / "micro_seed0";
-}
 
 SweepConfig two_by_two() {
   SweepConfig c;
@@ -328,8 +325,8 @@ struct TinyStudy {
     config.sweep.recipes = {"md", "pe+md"};
     config.datasets["synth"] = {(dir / "train").string(), (dir / "val").string(),
                                 (dir / "test").string(), 4, 4};
-    config.base.model.config = (micro() / "config.yaml").string();
-    config.base.model.checkpoint = (micro() / "checkpoint.pt").string();
+    config.base.model.config = (test::sam2_fixture() / "config.yaml").string();
+    config.base.model.checkpoint = (test::sam2_fixture() / "checkpoint.pt").string();
     config.base.train.max_epochs = 1;
     config.base.train.lr = 1e-3;
     config.base.run.threads = 1;
@@ -338,7 +335,7 @@ struct TinyStudy {
 };
 
 bool have_inputs() {
-  return build::kHaveOpenCV && fs::exists(micro());
+  return build::kHaveOpenCV && fs::exists(test::sam2_fixture());
 }
 
 std::string read_text(const fs::path& p) {

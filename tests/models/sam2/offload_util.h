@@ -11,12 +11,12 @@
 #include "models/sam2/sam2_loader.h"
 #include "models/sam2/sam2_predict.h"
 #include "models/sam2/video_predictor.h"
+#include "test_util.h"
 
 namespace iris::models::sam2::offload {
 
 inline std::filesystem::path micro_fixture() {
-  return std::filesystem::path(IRIS_SOURCE_DIR) / ".." / "shared" / "fixtures" / "sam2" /
-         "micro_seed0";
+  return test::sam2_fixture();
 }
 
 // Two objects through a synthetic clip with the micro fixture's weights on `device`: a mask on

@@ -21,14 +21,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path micro() {
-  return fs::path(IRIS_SOURCE_DIR) / ".." / "shared" / "fixtures" / "sam2" / "micro_seed0";
-}
 
 std::string predict_command(const std::string& input, const fs::path& out) {
   return test::iris_binary() + " predict sam2 '" + input + "' --config '" +
-         (micro() / "config.yaml").string() + "' --checkpoint '" +
-         (micro() / "checkpoint.pt").string() + "' --out '" + out.string() + "'";
+         (test::sam2_fixture() / "config.yaml").string() + "' --checkpoint '" +
+         (test::sam2_fixture() / "checkpoint.pt").string() + "' --out '" + out.string() + "'";
 }
 
 nlohmann::json read_json(const fs::path& p) {
@@ -46,7 +43,7 @@ class PredictSam2 : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!build::kHaveOpenCV) GTEST_SKIP() << "needs OpenCV";
-    if (!fs::exists(micro())) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
+    if (!fs::exists(test::sam2_fixture())) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
     options_.videos = 1;
     options_.frames = 6;
     options_.width = 256;
@@ -225,7 +222,7 @@ TEST(Sam2Prompts, JsonErrorsNameFileAndField) {
 // them to the device when read: on the CPU the same tensors take every path through that
 // bookkeeping, and the masks must not change by a bit.
 TEST(Sam2Offload, FramesAndStateInHostMemoryGiveIdenticalMasks) {
-  if (!fs::exists(micro())) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
+  if (!fs::exists(test::sam2_fixture())) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
   const c10::Device cpu(c10::kCPU);
   const auto reference = offload::track_synthetic_clip(cpu, {});
   ASSERT_EQ(reference.size(), 2u + 6u + 4u + 1u + 6u) << "prompts, forward, reverse, correction";
