@@ -95,6 +95,13 @@ std::function<int()> setup_demo(CLI::App& app, const GlobalOptions& globals) {
     config.optim.iterations =
         options->iterations > 0 ? options->iterations : (options->full ? 4000 : 1500);
     config.validation.every = std::max<int64_t>(1, config.optim.iterations / 6);
+    // As configs/iris/atlas_2d_tiny.yaml: the prior in each slice's foreground frame, random
+    // ellipsoid classes beside AAL's, and every 6th AAL class held out to pick the checkpoint
+    // (docs/iris-training.md, "Classes no atlas names", has the runs behind these choices).
+    config.model.options.prior_frame = true;
+    config.model.options.prior_frame_init = 1.0;
+    config.data.random_classes = 0.8;
+    config.data.validation_every_nth_class = 6;
     if (!options->overrides.empty()) {
       load_config_into({"", options->overrides}, [&config](ConfigVisitor& v) { config.visit(v); });
     }

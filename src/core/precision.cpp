@@ -96,6 +96,10 @@ bool autocast_enabled(c10::DeviceType device_type) {
   return get_enabled(device_type);
 }
 
+c10::ScalarType autocast_dtype_now(c10::DeviceType device_type) {
+  return autocast_enabled(device_type) ? get_dtype(device_type) : c10::ScalarType::Float;
+}
+
 AutocastScope::AutocastScope(c10::DeviceType device_type, Precision precision)
     : device_type_(device_type) {
   if (precision == Precision::kFloat32) return;

@@ -47,6 +47,8 @@ class AutocastScope {
 
 // Is autocast on for this device type now (any scope, ours or LibTorch's)?
 bool autocast_enabled(c10::DeviceType device_type);
+// The type autocast computes in on this device type now (Float when autocast is off).
+c10::ScalarType autocast_dtype_now(c10::DeviceType device_type);
 
 struct LossScalerOptions {
   double init_scale = 65536.0;  // 2^16

@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
+#include <optional>
+#include <utility>
 
 #include "core/error.h"
 
@@ -32,6 +35,80 @@ at::Tensor shift_flip(const at::Tensor& x, int64_t dy, int64_t dx, bool flip) {
                                      0);
   y = y.narrow(1, std::max<int64_t>(-dy, 0), h).narrow(2, std::max<int64_t>(-dx, 0), w);
   return (flip ? y.flip({2}) : y).contiguous();
+}
+
+// [S, S] masks on the reference and query slices of a composite made from class `c`: its union
+// with one of the three classes nearest to it on the reference slice, or its part on one side of a
+// random line through its centre. Nothing when the composite is too small on the reference.
+std::optional<std::pair<at::Tensor, at::Tensor>> composite_masks(
+    const SliceDataset& data, std::mt19937_64& rng, int64_t c, int64_t ref, int64_t query,
+    const std::vector<int64_t>& classes, int64_t min_area) {
+  at::Tensor r = data.mask(ref, c), q = data.mask(query, c);
+  auto centre = [](const at::Tensor& m) { return m.nonzero().to(at::kDouble).mean(0); };  // (y, x)
+  const at::Tensor c_ref = centre(r);
+  if (std::uniform_real_distribution<double>(0, 1)(rng) < 0.5) {
+    std::vector<std::pair<double, int64_t>> near;
+    for (int64_t o : classes) {
+      const auto& on = data.slices_with(o);
+      if (o == c || !std::binary_search(on.begin(), on.end(), ref)) continue;
+      near.emplace_back((centre(data.mask(ref, o)) - c_ref).norm().item<double>(), o);
+    }
+    if (near.empty()) return std::nullopt;
+    std::sort(near.begin(), near.end());
+    const int64_t o = near[pick(rng, std::min<int64_t>(3, near.size()))].second;
+    r = at::maximum(r, data.mask(ref, o));
+    q = at::maximum(q, data.mask(query, o));
+  } else {
+    const double angle = std::uniform_real_distribution<double>(0, 2 * M_PI)(rng);
+    const at::Tensor axis = at::arange(data.size(), at::kDouble);
+    const at::Tensor side = (axis.unsqueeze(1) - c_ref[0]) * std::sin(angle) +
+                            (axis.unsqueeze(0) - c_ref[1]) * std::cos(angle);  // [S, S]
+    const at::Tensor keep = (side >= 0).to(at::kFloat);
+    r = r * keep;
+    q = q * keep;
+  }
+  if (r.sum().item<double>() < static_cast<double>(min_area)) return std::nullopt;
+  return std::make_pair(r, q);
+}
+
+// [S, S] masks on the reference and query slices of a random ellipsoid: centred on a brain pixel
+// of the reference, at a depth between the two slices and deep enough to reach both most of the
+// time, then cut to the bright tissue, the dark tissue (split at the reference's median brain
+// intensity) or the brain. Nothing when it is too small on the reference.
+std::optional<std::pair<at::Tensor, at::Tensor>> random_class_masks(const SliceDataset& data,
+                                                                    std::mt19937_64& rng,
+                                                                    int64_t ref, int64_t query,
+                                                                    int64_t min_area) {
+  auto uniform = [&](double a, double b) {
+    return std::uniform_real_distribution<double>(a, b)(rng);
+  };
+  const at::Tensor ref_image = data.image(ref)[0], query_image = data.image(query)[0];
+  const at::Tensor brain = (ref_image > 0.02).nonzero();  // [N, 2] (y, x)
+  if (brain.size(0) == 0) return std::nullopt;
+  const at::Tensor centre = brain[pick(rng, brain.size(0))].to(at::kDouble);
+  const double z_ref = static_cast<double>(data.slice_indices()[ref]);
+  const double z_query = static_cast<double>(data.slice_indices()[query]);
+  const double cz = z_ref + uniform(0, 1) * (z_query - z_ref);
+  const double rz = std::max(3.0, std::abs(z_query - z_ref) * uniform(0.6, 1.6));  // slices
+  const double s = static_cast<double>(data.size());
+  const double ry = s * uniform(0.05, 0.22), rx = s * uniform(0.05, 0.22);
+  const double angle = uniform(0, M_PI);
+  const double threshold = ref_image.masked_select(ref_image > 0.02).median().item<double>();
+  const int64_t tissue = pick(rng, 3);  // 0 bright, 1 dark, 2 brain
+  const at::Tensor axis = at::arange(data.size(), at::kDouble);
+  const at::Tensor dy = axis.unsqueeze(1) - centre[0], dx = axis.unsqueeze(0) - centre[1];
+  const at::Tensor u = (dy * std::cos(angle) + dx * std::sin(angle)) / ry;
+  const at::Tensor v = (dx * std::cos(angle) - dy * std::sin(angle)) / rx;
+  auto on_slice = [&](const at::Tensor& image, double z) {
+    const double reach = 1 - std::pow((z - cz) / rz, 2);  // squared radius left at depth z
+    at::Tensor m = (u * u + v * v <= reach) & (image > 0.02);
+    if (tissue == 0) m = m & (image > threshold);
+    if (tissue == 1) m = m & (image <= threshold);
+    return m.to(at::kFloat);
+  };
+  const at::Tensor r = on_slice(ref_image, z_ref), q = on_slice(query_image, z_query);
+  if (r.sum().item<double>() < static_cast<double>(min_area)) return std::nullopt;
+  return std::make_pair(r, q);
 }
 
 }  // namespace
@@ -128,13 +205,24 @@ Episode SliceDataset::sample(std::mt19937_64& rng, const std::vector<int64_t>& c
     Episode e;
     e.ref_slice = slices_[ref];
     e.query_slice = slices_[query];
-    e.class_values = chosen;
     e.ref_image = image(ref);
     e.query_image = image(query);
     std::vector<at::Tensor> rm, qm;
     for (int64_t c : chosen) {
-      rm.push_back(mask(ref, c));
-      qm.push_back(mask(query, c));
+      std::optional<std::pair<at::Tensor, at::Tensor>> composite;
+      if (options.random_class_probability > 0 &&
+          std::uniform_real_distribution<double>(0, 1)(rng) < options.random_class_probability) {
+        for (int attempt = 0; attempt < 5 && !composite; ++attempt) {
+          composite = random_class_masks(*this, rng, ref, query, options.min_area);
+        }
+      }
+      if (!composite && options.composite_probability > 0 &&
+          std::uniform_real_distribution<double>(0, 1)(rng) < options.composite_probability) {
+        composite = composite_masks(*this, rng, c, ref, query, classes, options.min_area);
+      }
+      e.class_values.push_back(composite ? -1 : c);
+      rm.push_back(composite ? composite->first : mask(ref, c));
+      qm.push_back(composite ? composite->second : mask(query, c));
     }
     e.ref_masks = at::stack(rm);
     e.query_masks = at::stack(qm);

@@ -26,6 +26,16 @@ struct SliceEpisodeOptions {
   // class, so the model must read the reference rather than memorise the atlas.
   int64_t joint_shift = 0;
   bool joint_flip = false;
+  // Chance that an episode class is replaced by a composite made from it: its union with the
+  // nearest class on the reference slice, or its part on one side of a random line through its
+  // centre (the same line on both slices). One atlas has only so many classes; composites make
+  // the task the model sees new in most episodes, so it cannot recognise a class and recall where
+  // it lies, and must read the reference instead. Composite classes carry the value -1.
+  double composite_probability = 0;
+  // Chance that an episode class is a random ellipsoid of the volume, cut to the bright or the
+  // dark tissue of the reference slice or to the whole brain: a class no atlas names, so the only
+  // way to find it in the query is the reference. Value -1, as composites.
+  double random_class_probability = 0;
 };
 
 struct Episode {
@@ -33,7 +43,7 @@ struct Episode {
   at::Tensor ref_masks;    // [K, S, S] float 0/1
   at::Tensor query_image;  // [1, S, S]
   at::Tensor query_masks;  // [K, S, S]
-  std::vector<int64_t> class_values;
+  std::vector<int64_t> class_values;  // label values; -1 for a composite class
   int64_t ref_slice = -1, query_slice = -1;
 };
 

@@ -7,7 +7,9 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <functional>
 #include <map>
 #include <memory>
@@ -95,21 +97,43 @@ EpisodeData atlas_episodes(const IrisTrainConfig& config) {
   auto train_data = std::make_shared<const SliceDataset>(atlas->image, labels.labels, train_slices,
                                                          d.slice_size, d.min_area);
   const SliceDataset val_data(atlas->image, labels.labels, val_slices, d.slice_size, d.min_area);
-  const std::vector<int64_t> classes = train_data->episode_classes();
+  std::vector<int64_t> classes = train_data->episode_classes();
+  std::vector<int64_t> val_classes = val_data.episode_classes();
+  if (d.validation_every_nth_class > 0) {
+    std::vector<int64_t> kept, held;
+    for (std::size_t i = 0; i < classes.size(); ++i) {
+      (i % d.validation_every_nth_class == 0 ? held : kept).push_back(classes[i]);
+    }
+    std::vector<int64_t> val_held;
+    std::set_intersection(val_classes.begin(), val_classes.end(), held.begin(), held.end(),
+                          std::back_inserter(val_held));
+    if (kept.empty() || val_held.empty()) {
+      throw ConfigError(fmt::format(
+          "data.validation_every_nth_class = {} leaves {} training and {} validation classes of "
+          "{}; both need at least one",
+          d.validation_every_nth_class, kept.size(), val_held.size(), d.label_map));
+    }
+    classes = std::move(kept);
+    val_classes = std::move(val_held);
+  }
   SliceEpisodeOptions episode_options{d.classes_per_episode, d.min_area, d.absent_query_probability,
                                       d.min_slice_gap};
   SliceEpisodeOptions train_options = episode_options;
   train_options.joint_shift = d.joint_shift;
   train_options.joint_flip = d.joint_flip;
+  train_options.composite_probability = d.composite_classes;
+  train_options.random_class_probability = d.random_classes;
   EpisodeData data;
   data.dataset = d.label_map;
   std::mt19937_64 val_rng(static_cast<uint64_t>(config.run.seed) + 1);
   for (int64_t i = 0; i < config.validation.episodes; ++i) {
     data.validation.push_back(
-        to_episode_batch(val_data.sample(val_rng, val_data.episode_classes(), episode_options)));
+        to_episode_batch(val_data.sample(val_rng, val_classes, episode_options)));
   }
-  data.summary = fmt::format("{} train slices, {} validation slices, {} classes of {}",
-                             train_slices.size(), val_slices.size(), classes.size(), d.label_map);
+  data.summary = fmt::format(
+      "{} train slices, {} validation slices, {} training classes of {}, {} validated ({})",
+      train_slices.size(), val_slices.size(), classes.size(), d.label_map, val_classes.size(),
+      d.validation_every_nth_class > 0 ? "held-out classes" : "the training classes");
   data.sample = [train_data, classes, train_options](std::mt19937_64& rng) {
     return to_episode_batch(train_data->sample(rng, classes, train_options));
   };
@@ -175,6 +199,16 @@ void check_iris_train_config(const IrisTrainConfig& config) {
   const auto& o = config.model.options;
   const auto& d = config.data;
   const int64_t stride = int64_t{1} << o.stages;
+  for (const auto& [key, p] : {std::pair{"composite_classes", d.composite_classes},
+                                std::pair{"random_classes", d.random_classes}}) {
+    if (!(p >= 0 && p <= 1)) {
+      throw ConfigError(fmt::format("data.{}: expected a probability in [0, 1], got {}", key, p));
+    }
+  }
+  if (d.validation_every_nth_class < 0) {
+    throw ConfigError(fmt::format("data.validation_every_nth_class: expected >= 0, got {}",
+                                  d.validation_every_nth_class));
+  }
   if (o.spatial_dims == 2) {
     if (d.source != "atlas") {
       throw ConfigError(fmt::format(
@@ -210,6 +244,12 @@ void check_iris_train_config(const IrisTrainConfig& config) {
         "data.volumes ({}) and data.validation_volumes ({}) must be at least 2: reference and "
         "query patches come from different volumes",
         d.volumes, d.validation_volumes));
+  }
+  if (d.composite_classes > 0 || d.random_classes > 0 || d.validation_every_nth_class > 0) {
+    throw ConfigError(
+        "data.composite_classes, data.random_classes and data.validation_every_nth_class apply "
+        "to atlas slices "
+        "(data.source: atlas); synthetic volumes validate on held-out volumes");
   }
 }
 
@@ -422,6 +462,13 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
             "pixels (3D: voxels) for a class to count as present on a slice (3D: patch)");
     d.field("validation_every_nth_slice", data.validation_every_nth_slice,
             "slices k with k % n == 0 are held out for validation");
+    d.field("validation_every_nth_class", data.validation_every_nth_class,
+            "classes i % n == 0 of the sorted list never train and are validated (0: off)");
+    d.field("composite_classes", data.composite_classes,
+            "chance that a training class is a composite: union with a nearby class or cut by a "
+            "line");
+    d.field("random_classes", data.random_classes,
+            "chance that a training class is a random ellipsoid cut to bright, dark or all tissue");
     d.field("absent_query_probability", data.absent_query_probability,
             "chance that a query slice may lack the episode's anchor class");
     d.field("min_slice_gap", data.min_slice_gap,

@@ -35,6 +35,12 @@ struct IrisTrainConfig {
     int64_t classes_per_episode = 3;
     int64_t min_area = 20;
     int64_t validation_every_nth_slice = 5;  // slices k % n == 0 are held out for validation
+    // Classes at positions i % n == 0 of the sorted class list never train and are the ones
+    // validated (0: validate the training classes): the best checkpoint is then the one that
+    // segments classes it never saw, as the model will be used.
+    int64_t validation_every_nth_class = 0;
+    double composite_classes = 0;  // chance of a composite class; see SliceEpisodeOptions
+    double random_classes = 0;     // chance of a random ellipsoid class; see SliceEpisodeOptions
     double absent_query_probability = 0.1;
     int64_t min_slice_gap = 2;
     int64_t joint_shift = 8;  // pixels; see SliceEpisodeOptions

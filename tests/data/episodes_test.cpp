@@ -78,5 +78,93 @@ TEST(SliceDataset, SamplingIsDeterministicForASeed) {
   EXPECT_THROW(data.sample(rng, {}, {}), InputError);
 }
 
+// Composite classes: a union of the class with a class near it, or the class cut by one line that
+// is the same on both slices; the bank-free value -1; nothing drawn when the probability is 0.
+TEST(SliceDataset, CompositeClassesAreUnionsOrCutsConsistentOnBothSlices) {
+  auto [image, labels] = synthetic_volume();
+  SliceDataset data(image, labels, range(20), 32, 4);
+  SliceEpisodeOptions options;
+  options.absent_query_probability = 0.0;
+  options.composite_probability = 1.0;
+  std::mt19937_64 rng(3);
+  int unions = 0, cuts = 0;
+  for (int i = 0; i < 60; ++i) {
+    const Episode e = data.sample(rng, {1, 2, 3}, options);
+    for (int64_t k = 0; k < e.ref_masks.size(0); ++k) {
+      const at::Tensor r = e.ref_masks[k], q = e.query_masks[k];
+      if (e.class_values[k] != -1) {  // no class near it on the reference: the class as it is
+        EXPECT_TRUE(at::equal(r, data.mask(e.ref_slice, e.class_values[k])));
+        EXPECT_TRUE(at::equal(q, data.mask(e.query_slice, e.class_values[k])));
+        continue;
+      }
+      EXPECT_GE(r.sum().item<float>(), 4) << "a composite is present on the reference";
+      bool found = false;
+      for (int64_t c : {1, 2, 3}) {
+        const at::Tensor rc = data.mask(e.ref_slice, c), qc = data.mask(e.query_slice, c);
+        for (int64_t o : {1, 2, 3}) {
+          if (o == c || found) continue;
+          if (at::equal(r, at::maximum(rc, data.mask(e.ref_slice, o)))) {
+            EXPECT_TRUE(at::equal(q, at::maximum(qc, data.mask(e.query_slice, o))));
+            ++unions;
+            found = true;
+          }
+        }
+        const bool cut = (r <= rc).all().item<bool>() && r.sum().item<float>() < rc.sum().item<float>();
+        if (!found && cut) {
+          EXPECT_TRUE((q <= qc).all().item<bool>());
+          // One half-plane: where the class covers both slices, both keep the same pixels.
+          EXPECT_EQ(((r - q).abs() * rc * qc).sum().item<float>(), 0) << "episode " << i;
+          ++cuts;
+          found = true;
+        }
+      }
+      EXPECT_TRUE(found) << "episode " << i << " class " << k << " is neither a union nor a cut";
+    }
+  }
+  EXPECT_GT(unions, 10);
+  EXPECT_GT(cuts, 10);
+  // Probability 0 draws nothing: the episodes of the default options.
+  options.composite_probability = 0.0;
+  SliceEpisodeOptions plain;
+  plain.absent_query_probability = 0.0;
+  std::mt19937_64 a(9), b(9);
+  for (int i = 0; i < 10; ++i) {
+    const Episode x = data.sample(a, {1, 2, 3}, options);
+    const Episode y = data.sample(b, {1, 2, 3}, plain);
+    EXPECT_EQ(x.class_values, y.class_values);
+    EXPECT_EQ(x.query_slice, y.query_slice);
+    EXPECT_TRUE(at::equal(x.ref_masks, y.ref_masks));
+  }
+}
+
+// Random classes: brain-bounded regions of the reference slice, the same 3D ellipsoid on the
+// query (often reaching it), different in every episode, with the bank-free value -1.
+TEST(SliceDataset, RandomClassesAreEllipsoidsInsideTheBrainOfBothSlices) {
+  auto [image, labels] = synthetic_volume();
+  SliceDataset data(image, labels, range(20), 32, 4);
+  SliceEpisodeOptions options;
+  options.absent_query_probability = 0.0;
+  options.random_class_probability = 1.0;
+  std::mt19937_64 rng(4);
+  int64_t random = 0, reaching = 0;
+  std::vector<at::Tensor> seen;
+  for (int i = 0; i < 40; ++i) {
+    const Episode e = data.sample(rng, {1, 2, 3}, options);
+    for (int64_t k = 0; k < e.ref_masks.size(0); ++k) {
+      if (e.class_values[k] != -1) continue;
+      ++random;
+      const at::Tensor r = e.ref_masks[k], q = e.query_masks[k];
+      EXPECT_GE(r.sum().item<float>(), 4);
+      EXPECT_EQ((r * (data.image(e.ref_slice)[0] <= 0.02)).sum().item<float>(), 0);
+      EXPECT_EQ((q * (data.image(e.query_slice)[0] <= 0.02)).sum().item<float>(), 0);
+      reaching += q.sum().item<float>() > 0;
+      for (const auto& other : seen) EXPECT_FALSE(at::equal(other, r));
+      seen.push_back(r);
+    }
+  }
+  EXPECT_GT(random, 60);
+  EXPECT_GT(reaching, random / 2) << "most ellipsoids reach the query slice";
+}
+
 }  // namespace
 }  // namespace iris

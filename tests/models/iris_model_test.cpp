@@ -2,7 +2,10 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "core/precision.h"
+#include "core/torch_compat.h"
 #include "models/iris/iris_model.h"
+#include "models/iris/layers.h"
 #include "models/iris/position.h"
 
 namespace iris::models {
@@ -303,6 +306,36 @@ TEST(ReferencePrior, FrameMixStartsAtTheGridAndLearns) {
   o.prior_frame_init = 1.0;
   IrisModel started(o);
   EXPECT_TRUE(torch::equal(started->decoder->prior_frame_mix, torch::ones({2})));
+}
+
+// LibTorch 2.x's CPU bf16 conv3d returns garbage weight gradients (often NaN, different on each
+// call) for maps thinner than the kernel, as the deepest stage of a 3D patch gets; the 3D conv
+// must give the float32 gradient to bf16 precision there, every time.
+TEST(IrisLayers, Bf16Conv3dOnMapsThinnerThanTheKernelHasTheFloat32WeightGradient) {
+#if !IRIS_TORCH_AT_LEAST(2, 0)
+  GTEST_SKIP() << "mixed precision on CPU needs LibTorch 2.x";
+#endif
+  torch::manual_seed(0);
+  Conv conv(ConvOptions{3, 8, 16, 3, 1, false});
+  const at::Tensor x = torch::randn({1, 8, 2, 16, 16});
+  auto weight_grad = [&](Precision precision) {
+    conv->zero_grad();
+    {
+      AutocastScope autocast(c10::DeviceType::CPU, precision);
+      conv->forward(x).to(at::kFloat).sum().backward();
+    }
+    return conv->weight.grad().clone();
+  };
+  const at::Tensor reference = weight_grad(Precision::kFloat32);
+  for (int repeat = 0; repeat < 8; ++repeat) {
+    // Freed buffers full of NaN: the faulty kernel reads memory it never wrote.
+    { const at::Tensor junk = torch::full({1 << 18}, NAN); }
+    const at::Tensor g = weight_grad(Precision::kBFloat16);
+    ASSERT_TRUE(torch::isfinite(g).all().item<bool>()) << "repeat " << repeat;
+    EXPECT_LT((g - reference).abs().max().item<double>(),
+              0.02 * reference.abs().max().item<double>())
+        << "repeat " << repeat;
+  }
 }
 
 }  // namespace

@@ -1,11 +1,14 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <set>
+
 #include "core/atomic_file.h"
 #include "core/build_info.h"
 #include "core/error.h"
 #if IRIS_HAVE_NIFTI
 #include "data/atlas.h"
+#include "models/iris/memory_bank.h"
 #include "train/iris_trainer.h"
 #endif
 #include "train/losses.h"
@@ -66,6 +69,48 @@ TEST(IrisTrainer, ShortRunWritesTheRunFolder) {
   EXPECT_THROW(train_iris(config), InputError) << "the run folder exists already";
   config.run.name = "bad";
   config.data.slice_size = 50;
+  EXPECT_THROW(train_iris(config), ConfigError);
+}
+
+// Held-out classes: the validated classes never train (the memory bank, which every training
+// episode updates, holds none of them) and are those at positions i % n == 0.
+TEST(IrisTrainer, HeldOutClassesAreValidatedAndNeverTrained) {
+  if (!is_mricron_atlas_dir(kMricronTemplates)) GTEST_SKIP() << "mricron-data atlases not installed";
+  test::TempDir dir;
+  auto config = load_config<IrisTrainConfig>(
+      {"", {"run.root=" + dir.path().string(), "run.name=held", "model.base_channels=4",
+            "model.stages=3", "model.query_tokens=2", "model.heads=2", "data.slice_size=48",
+            "data.composite_classes=0.3",
+            "optim.iterations=12", "optim.batch=2", "validation.every=12",
+            "validation.episodes=6"}});
+  // Validated classes, and how many of them the memory bank of the run holds.
+  auto validated_in_bank = [&](const std::string& name, int64_t every_nth_class) {
+    config.run.name = name;
+    config.data.validation_every_nth_class = every_nth_class;
+    train_iris(config);
+    const RunDir run = RunDir::existing(dir / name);
+    std::set<std::string> validated;
+    for (const auto& row : run.read_metrics()) {
+      if (!row.contains("val/dice_per_class")) continue;
+      for (const auto& [cls, dice] : row["val/dice_per_class"].items()) validated.insert(cls);
+    }
+    const auto bank = models::read_memory_bank((run.checkpoints_dir() / "last.pt").string());
+    EXPECT_GT(bank.size(), 0u);
+    int64_t in_bank = 0;
+    for (const auto& cls : validated) in_bank += bank.contains("aal", cls);
+    return std::make_pair(static_cast<int64_t>(validated.size()), in_bank);
+  };
+  const auto [held_validated, held_in_bank] = validated_in_bank("held", 4);
+  EXPECT_GT(held_validated, 0);
+  EXPECT_EQ(held_in_bank, 0) << "a held-out class was trained";
+  const auto [all_validated, all_in_bank] = validated_in_bank("all", 0);
+  EXPECT_GT(all_in_bank, 0) << "without held-out classes, validated classes train";
+
+  config.run.name = "bad";
+  config.data.composite_classes = 1.5;
+  EXPECT_THROW(train_iris(config), ConfigError);
+  config.data.composite_classes = 0;
+  config.data.validation_every_nth_class = 1;  // holds out every class
   EXPECT_THROW(train_iris(config), ConfigError);
 }
 #endif

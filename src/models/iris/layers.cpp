@@ -1,7 +1,11 @@
 #include "models/iris/layers.h"
 
+#include <algorithm>
 #include <cmath>
 
+#include <c10/core/impl/LocalDispatchKeySet.h>
+
+#include "core/precision.h"
 #include "core/torch_compat.h"
 
 namespace iris::models {
@@ -32,6 +36,19 @@ at::Tensor ConvImpl::forward(const at::Tensor& x) {
                                      : at::conv_transpose3d(x, weight, bias, stride);
   }
   const std::vector<int64_t> padding(options.spatial_dims, options.kernel_size / 2);
+  const c10::ScalarType cpu_autocast = autocast_dtype_now(c10::DeviceType::CPU);
+  if (options.spatial_dims == 3 && x.is_cpu() && options.kernel_size > 1 &&
+      (x.scalar_type() == at::kBFloat16 || cpu_autocast == at::kBFloat16)) {
+    const auto sizes = x.sizes();
+    if (*std::min_element(sizes.begin() + 2, sizes.end()) < options.kernel_size) {
+      // LibTorch 2.x's CPU bf16 conv3d (oneDNN) returns a weight gradient of garbage, often NaN,
+      // when a spatial size is below the kernel (measured: depth 2, kernel 3); float32 there.
+      c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
+      const at::Tensor y = at::conv3d(x.to(at::kFloat), weight.to(at::kFloat),
+                                      bias.defined() ? bias.to(at::kFloat) : bias, stride, padding);
+      return y.to(at::kBFloat16);
+    }
+  }
   return options.spatial_dims == 2 ? at::conv2d(x, weight, bias, stride, padding)
                                    : at::conv3d(x, weight, bias, stride, padding);
 }
