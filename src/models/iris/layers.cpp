@@ -36,9 +36,9 @@ at::Tensor ConvImpl::forward(const at::Tensor& x) {
                                      : at::conv_transpose3d(x, weight, bias, stride);
   }
   const std::vector<int64_t> padding(options.spatial_dims, options.kernel_size / 2);
-  const c10::ScalarType cpu_autocast = autocast_dtype_now(c10::DeviceType::CPU);
   if (options.spatial_dims == 3 && x.is_cpu() && options.kernel_size > 1 &&
-      (x.scalar_type() == at::kBFloat16 || cpu_autocast == at::kBFloat16)) {
+      (x.scalar_type() == at::kBFloat16 ||
+       autocast_dtype_now(c10::DeviceType::CPU) == at::kBFloat16)) {
     const auto sizes = x.sizes();
     if (*std::min_element(sizes.begin() + 2, sizes.end()) < options.kernel_size) {
       // LibTorch 2.x's CPU bf16 conv3d (oneDNN) returns a weight gradient of garbage, often NaN,
