@@ -71,6 +71,10 @@ std::optional<std::pair<at::Tensor, at::Tensor>> composite_masks(
   return std::make_pair(r, q);
 }
 
+// Normalised intensity above which a slice pixel counts as brain (normalize_mri maps the
+// background to 0).
+constexpr double kBrainLevel = 0.02;
+
 // [S, S] masks on the reference and query slices of a random ellipsoid: centred on a brain pixel
 // of the reference, at a depth between the two slices and deep enough to reach both most of the
 // time, then cut to the bright tissue, the dark tissue (split at the reference's median brain
@@ -83,7 +87,7 @@ std::optional<std::pair<at::Tensor, at::Tensor>> random_class_masks(const SliceD
     return std::uniform_real_distribution<double>(a, b)(rng);
   };
   const at::Tensor ref_image = data.image(ref)[0], query_image = data.image(query)[0];
-  const at::Tensor brain = (ref_image > 0.02).nonzero();  // [N, 2] (y, x)
+  const at::Tensor brain = (ref_image > kBrainLevel).nonzero();  // [N, 2] (y, x)
   if (brain.size(0) == 0) return std::nullopt;
   const at::Tensor centre = brain[pick(rng, brain.size(0))].to(at::kDouble);
   const double z_ref = static_cast<double>(data.slice_indices()[ref]);
@@ -93,7 +97,7 @@ std::optional<std::pair<at::Tensor, at::Tensor>> random_class_masks(const SliceD
   const double s = static_cast<double>(data.size());
   const double ry = s * uniform(0.05, 0.22), rx = s * uniform(0.05, 0.22);
   const double angle = uniform(0, M_PI);
-  const double threshold = ref_image.masked_select(ref_image > 0.02).median().item<double>();
+  const double threshold = ref_image.masked_select(ref_image > kBrainLevel).median().item<double>();
   const int64_t tissue = pick(rng, 3);  // 0 bright, 1 dark, 2 brain
   const at::Tensor axis = at::arange(data.size(), at::kDouble);
   const at::Tensor dy = axis.unsqueeze(1) - centre[0], dx = axis.unsqueeze(0) - centre[1];
@@ -101,7 +105,7 @@ std::optional<std::pair<at::Tensor, at::Tensor>> random_class_masks(const SliceD
   const at::Tensor v = (dx * std::cos(angle) - dy * std::sin(angle)) / rx;
   auto on_slice = [&](const at::Tensor& image, double z) {
     const double reach = 1 - std::pow((z - cz) / rz, 2);  // squared radius left at depth z
-    at::Tensor m = (u * u + v * v <= reach) & (image > 0.02);
+    at::Tensor m = (u * u + v * v <= reach) & (image > kBrainLevel);
     if (tissue == 0) m = m & (image > threshold);
     if (tissue == 1) m = m & (image <= threshold);
     return m.to(at::kFloat);
@@ -209,20 +213,21 @@ Episode SliceDataset::sample(std::mt19937_64& rng, const std::vector<int64_t>& c
     e.query_image = image(query);
     std::vector<at::Tensor> rm, qm;
     for (int64_t c : chosen) {
-      std::optional<std::pair<at::Tensor, at::Tensor>> composite;
+      // A random or composite class in place of `c` (label value -1), when one is drawn.
+      std::optional<std::pair<at::Tensor, at::Tensor>> replaced;
       if (options.random_class_probability > 0 &&
           std::uniform_real_distribution<double>(0, 1)(rng) < options.random_class_probability) {
-        for (int attempt = 0; attempt < 5 && !composite; ++attempt) {
-          composite = random_class_masks(*this, rng, ref, query, options.min_area);
+        for (int attempt = 0; attempt < 5 && !replaced; ++attempt) {
+          replaced = random_class_masks(*this, rng, ref, query, options.min_area);
         }
       }
-      if (!composite && options.composite_probability > 0 &&
+      if (!replaced && options.composite_probability > 0 &&
           std::uniform_real_distribution<double>(0, 1)(rng) < options.composite_probability) {
-        composite = composite_masks(*this, rng, c, ref, query, classes, options.min_area);
+        replaced = composite_masks(*this, rng, c, ref, query, classes, options.min_area);
       }
-      e.class_values.push_back(composite ? -1 : c);
-      rm.push_back(composite ? composite->first : mask(ref, c));
-      qm.push_back(composite ? composite->second : mask(query, c));
+      e.class_values.push_back(replaced ? -1 : c);
+      rm.push_back(replaced ? replaced->first : mask(ref, c));
+      qm.push_back(replaced ? replaced->second : mask(query, c));
     }
     e.ref_masks = at::stack(rm);
     e.query_masks = at::stack(qm);

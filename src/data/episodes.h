@@ -26,8 +26,8 @@ struct SliceEpisodeOptions {
   // class, so the model must read the reference rather than memorise the atlas.
   int64_t joint_shift = 0;
   bool joint_flip = false;
-  // Chance that an episode class is replaced by a composite made from it: its union with the
-  // nearest class on the reference slice, or its part on one side of a random line through its
+  // Chance that an episode class is replaced by a composite made from it: its union with one of
+  // the three classes nearest to it on the reference slice, or its part on one side of a random line through its
   // centre (the same line on both slices). One atlas has only so many classes; composites make
   // the task the model sees new in most episodes, so it cannot recognise a class and recall where
   // it lies, and must read the reference instead. Composite classes carry the value -1.
@@ -43,7 +43,7 @@ struct Episode {
   at::Tensor ref_masks;    // [K, S, S] float 0/1
   at::Tensor query_image;  // [1, S, S]
   at::Tensor query_masks;  // [K, S, S]
-  std::vector<int64_t> class_values;  // label values; -1 for a composite class
+  std::vector<int64_t> class_values;  // label values; -1 for a random or composite class
   int64_t ref_slice = -1, query_slice = -1;
 };
 

@@ -45,13 +45,23 @@ TEST(LrSchedule, WarmupThenCosineAndExponential) {
 }
 
 #if IRIS_HAVE_NIFTI
+// A tiny 2D atlas run in `root`/`name`, with more overrides after the size keys.
+IrisTrainConfig tiny_atlas_config(const fs::path& root, const std::string& name,
+                                  std::vector<std::string> overrides) {
+  std::vector<std::string> keys{"run.root=" + root.string(), "run.name=" + name,
+                                "model.base_channels=4",     "model.stages=3",
+                                "model.query_tokens=2",      "model.heads=2",
+                                "data.slice_size=48"};
+  keys.insert(keys.end(), overrides.begin(), overrides.end());
+  return load_config<IrisTrainConfig>({"", keys});
+}
+
 TEST(IrisTrainer, ShortRunWritesTheRunFolder) {
   if (!is_mricron_atlas_dir(kMricronTemplates)) GTEST_SKIP() << "mricron-data atlases not installed";
   test::TempDir dir;
-  auto config = load_config<IrisTrainConfig>(
-      {"", {"run.root=" + dir.path().string(), "run.name=smoke", "model.base_channels=4",
-            "model.stages=3", "model.query_tokens=2", "model.heads=2", "data.slice_size=48",
-            "optim.iterations=3", "optim.batch=1", "validation.every=2", "validation.episodes=2"}});
+  auto config = tiny_atlas_config(dir.path(), "smoke",
+                                  {"optim.iterations=3", "optim.batch=1", "validation.every=2",
+                                   "validation.episodes=2"});
   const TrainResult r = train_iris(config);
   EXPECT_EQ(r.steps, 3);
   const RunDir run = RunDir::existing(dir / "smoke");
@@ -73,16 +83,14 @@ TEST(IrisTrainer, ShortRunWritesTheRunFolder) {
 }
 
 // Held-out classes: the validated classes never train (the memory bank, which every training
-// episode updates, holds none of them) and are those at positions i % n == 0.
+// episode of an atlas class updates, holds none of them), with random and composite classes on.
 TEST(IrisTrainer, HeldOutClassesAreValidatedAndNeverTrained) {
   if (!is_mricron_atlas_dir(kMricronTemplates)) GTEST_SKIP() << "mricron-data atlases not installed";
   test::TempDir dir;
-  auto config = load_config<IrisTrainConfig>(
-      {"", {"run.root=" + dir.path().string(), "run.name=held", "model.base_channels=4",
-            "model.stages=3", "model.query_tokens=2", "model.heads=2", "data.slice_size=48",
-            "data.composite_classes=0.3",
-            "optim.iterations=12", "optim.batch=2", "validation.every=12",
-            "validation.episodes=6"}});
+  auto config = tiny_atlas_config(
+      dir.path(), "held",
+      {"data.composite_classes=0.3", "data.random_classes=0.3", "optim.iterations=12",
+       "optim.batch=2", "validation.every=12", "validation.episodes=6"});
   // Validated classes, and how many of them the memory bank of the run holds.
   auto validated_in_bank = [&](const std::string& name, int64_t every_nth_class) {
     config.run.name = name;
