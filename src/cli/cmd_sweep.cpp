@@ -113,10 +113,10 @@ std::function<int()> setup_sweep(CLI::App& app, const GlobalOptions& globals) {
     const auto r = run_sweep(config, sweep);
     if (options->dry_run) return 0;
     std::cout << fmt::format(
-        "sweep {}: {} runs, {} finished before, {} ran ({} started again), {} failed in {:.1f} s\n"
-        "runs: {}\nreport: iris report insights --runs {} --out {}/insights\n",
-        config.sweep.name, r.total, r.skipped, r.ran, r.restarted, r.failed, r.seconds, r.sweep_dir,
-        r.sweep_dir, r.sweep_dir);
+        "sweep {}: {} runs, {} finished before, {} ran ({} started again, {} resumed), {} failed "
+        "in {:.1f} s\nruns: {}\nreport: iris report insights --runs {} --out {}/insights\n",
+        config.sweep.name, r.total, r.skipped, r.ran, r.restarted, r.resumed, r.failed, r.seconds,
+        r.sweep_dir, r.sweep_dir, r.sweep_dir);
     std::cout.flush();  // the summary before the error main() prints
     if (r.failed > 0) {
       std::string message = fmt::format("{} of {} runs failed:", r.failed, r.total);

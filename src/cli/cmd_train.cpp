@@ -35,8 +35,18 @@ struct DistRole {
   std::unique_ptr<dist::DistContext> group;
 };
 
-DistRole join_or_launch(const std::optional<dist::DistEnv>& env, int nproc, double timeout_s,
-                        const std::string& backend, const std::string& device) {
+// The command line's distributed options.
+struct DistFlags {
+  int nproc = 1;
+  double timeout_s = 1800;
+  std::string backend = "auto";
+  double bucket_mb = 25;
+  bool no_overlap = false;
+};
+
+DistRole join_or_launch(const std::optional<dist::DistEnv>& env, const DistFlags& flags,
+                        const std::string& device) {
+  const int nproc = flags.nproc;
   DistRole role;
   const bool distributed = (env && env->world_size > 1) || nproc > 1;
   if (distributed && !dist::dist_available()) {
@@ -51,8 +61,10 @@ DistRole join_or_launch(const std::optional<dist::DistEnv>& env, int nproc, doub
   }
   if (env && env->world_size > 1) {
     dist::DistOptions options;
-    options.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
-    options.backend = backend;
+    options.timeout = std::chrono::milliseconds(static_cast<int64_t>(flags.timeout_s * 1000));
+    options.backend = flags.backend;
+    options.bucket_bytes = static_cast<int64_t>(flags.bucket_mb * (1 << 20));
+    options.overlap_backward = !flags.no_overlap;
     options.device = resolve_device(device);
     if (options.device.is_cuda()) {
       options.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env->local_rank));
@@ -73,9 +85,7 @@ std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
     bool print_config = false;
     std::string resume;
     bool no_report = false;
-    int nproc = 1;
-    double dist_timeout = 1800;
-    std::string dist_backend = "auto";
+    DistFlags dist;
   };
   auto options = std::make_shared<Options>();
   app.add_option("CONFIG", options->config, "YAML config (e.g. configs/iris/atlas_2d_tiny.yaml)");
@@ -85,15 +95,20 @@ std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
       "--resume", options->resume,
       "continue this run folder from its last checkpoint (CONFIG defaults to its config.yaml)");
   app.add_flag("--no-report", options->no_report, "skip the training report at the end");
-  app.add_option("--nproc", options->nproc,
+  app.add_option("--nproc", options->dist.nproc,
                  "data-parallel ranks started on this machine (a torchrun/srun environment, "
                  "RANK and WORLD_SIZE set, is joined instead)")
       ->check(CLI::Range(1, 1024));
-  app.add_option("--dist-timeout", options->dist_timeout,
+  app.add_option("--dist-timeout", options->dist.timeout_s,
                  "seconds a rank waits for its peers before failing")
       ->check(CLI::PositiveNumber);
-  app.add_option("--dist-backend", options->dist_backend, "auto, gloo or nccl")
+  app.add_option("--dist-backend", options->dist.backend, "auto, gloo or nccl")
       ->check(CLI::IsMember({"auto", "gloo", "nccl"}));
+  app.add_option("--dist-bucket-mb", options->dist.bucket_mb,
+                 "size of the gradient all-reduce buckets in MB (default 25)")
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--dist-no-overlap", options->dist.no_overlap,
+               "all-reduce the gradients after the step's last backward instead of during it");
   return [options, &globals]() -> int {
     auto overrides = options->overrides;
     if (globals.seed) overrides.push_back(fmt::format("run.seed={}", *globals.seed));
@@ -109,25 +124,47 @@ std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
     const YAML::Node tree = load_yaml_tree({config_path, overrides});
     // Ranks are started with this same command line and the launcher's variables set.
     const auto dist_env = dist::dist_env_from_environment();
-    if (tree["model"] && tree["model"]["checkpoint"]) {
-      if (!options->resume.empty()) {
-        throw NotAvailableError("--resume is available for IRIS runs; SAM2 runs restart per epoch");
+    const bool sam2_config = tree["model"] && tree["model"]["checkpoint"];
+    if (!options->resume.empty()) {
+      // The run folder's own config tells which trainer wrote it.
+      const auto run_config = std::filesystem::path(options->resume) / "config.yaml";
+      if (!std::filesystem::is_regular_file(run_config)) {
+        throw InputError(
+            file_message(options->resume, "not a run folder to resume (no config.yaml)"));
       }
+      const YAML::Node run_tree = load_yaml_tree({run_config.string(), {}});
+      const bool sam2_run = run_tree["model"] && run_tree["model"]["checkpoint"];
+      if (sam2_run != sam2_config) {
+        throw ConfigError(fmt::format("{} is {} config but {} holds {} run", config_path,
+                                      sam2_config ? "a SAM2" : "an IRIS", options->resume,
+                                      sam2_run ? "a SAM2" : "an IRIS"));
+      }
+    }
+    if (sam2_config) {
       const auto config = load_config<Sam2TrainConfig>({config_path, overrides});
       if (options->print_config) {
         std::cout << dump_config(config);
         return 0;
       }
-      const DistRole role = join_or_launch(dist_env, options->nproc, options->dist_timeout,
-                                           options->dist_backend, config.run.device);
+      const DistRole role = join_or_launch(dist_env, options->dist, config.run.device);
       if (role.launched) return 0;
-      const auto r = train_sam2(config, nullptr, role.group.get());
+      TrainSession session;
+      session.resume = options->resume;
+      session.dist = role.group.get();
+      const auto r = train_sam2(config, session, nullptr);
       if (role.group && !role.group->is_main()) return 0;
+      if (r.already_finished) {
+        std::cout << fmt::format("run {} had already finished all {} epochs; nothing to resume\n",
+                                 r.run_dir, config.train.max_epochs);
+        return 0;
+      }
       std::cout << fmt::format(
-          "SAM2 recipe {}: {} trainable parameters, {} steps in {:.1f} s; validation Dice {:.4f} "
+          "SAM2 recipe {}: {} trainable parameters, {} steps{} in {:.1f} s; validation Dice {:.4f} "
           "untrained, best {:.4f} (epoch {})\nrun folder: {}\n",
-          config.recipe, r.trainable_parameters, r.steps, r.seconds, r.baseline_dice, r.best_dice,
-          r.best_epoch, r.run_dir);
+          config.recipe, r.trainable_parameters, r.steps,
+          r.resumed_from_epoch > 0 ? fmt::format(" (resumed after epoch {})", r.resumed_from_epoch)
+                                   : "",
+          r.seconds, r.baseline_dice, r.best_dice, r.best_epoch, r.run_dir);
       return 0;
     }
 #if IRIS_HAVE_NIFTI
@@ -136,8 +173,7 @@ std::function<int()> setup_train(CLI::App& app, const GlobalOptions& globals) {
       std::cout << dump_config(config);
       return 0;
     }
-    DistRole role = join_or_launch(dist_env, options->nproc, options->dist_timeout,
-                                   options->dist_backend, config.run.device);
+    DistRole role = join_or_launch(dist_env, options->dist, config.run.device);
     if (role.launched) return 0;
     const std::unique_ptr<dist::DistContext>& group = role.group;
     TrainSession session{options->resume, 0};

@@ -226,15 +226,16 @@ std::unique_ptr<DistContext> DistContext::create(const DistEnv& env, const DistO
                                      options.timeout.count() / 1000.0, describe(e)));
   }
   spdlog::debug("joined the process group as {}", where);
-  return std::unique_ptr<DistContext>(
-      new DistContext(env, backend, options.timeout, std::move(group)));
+  return std::unique_ptr<DistContext>(new DistContext(env, backend, options, std::move(group)));
 }
 
-DistContext::DistContext(DistEnv env, std::string backend, std::chrono::milliseconds timeout,
+DistContext::DistContext(DistEnv env, std::string backend, const DistOptions& options,
                          std::unique_ptr<Group> group)
     : env_(std::move(env)),
       backend_(std::move(backend)),
-      timeout_(timeout),
+      timeout_(options.timeout),
+      bucket_bytes_(options.bucket_bytes),
+      overlap_backward_(options.overlap_backward),
       group_(std::move(group)) {}
 
 DistContext::~DistContext() = default;
@@ -285,6 +286,30 @@ void DistContext::all_reduce_sum(const std::vector<at::Tensor>& tensors, int64_t
   });
 }
 
+struct PendingCollective::Work {
+  c10::intrusive_ptr<c10d::Work> work;
+  std::vector<at::Tensor> tensors;  // kept alive until the collective is done
+};
+
+PendingCollective DistContext::start_all_reduce_sum(const at::Tensor& flat) {
+  TORCH_CHECK(flat.is_contiguous(), "start_all_reduce_sum needs a contiguous tensor");
+  auto work = std::make_unique<PendingCollective::Work>();
+  work->tensors = {flat};
+  run("all-reduce", [&] {
+    c10d::AllreduceOptions options;
+    options.reduceOp = c10d::ReduceOp::SUM;
+    work->work =
+        group_->with_backend([&](auto& pg) { return pg.allreduce(work->tensors, options); });
+  });
+  return PendingCollective(this, std::move(work));
+}
+
+void PendingCollective::wait() {
+  if (!work_) return;
+  const auto work = std::move(work_);
+  owner_->run("all-reduce", [&] { work->work->wait(); });
+}
+
 std::vector<double> DistContext::all_reduce_sum(const std::vector<double>& values) {
   if (values.empty()) return values;
   at::Tensor t = at::tensor(values, at::TensorOptions().dtype(at::kDouble)).to(group_->device);
@@ -307,6 +332,12 @@ std::unique_ptr<DistContext> DistContext::create(const DistEnv&, const DistOptio
       "whose c10d (ProcessGroupGloo, TCPStore) is usable, with Debian's libgloo-dev installed");
 }
 
+struct PendingCollective::Work {};
+void PendingCollective::wait() {}
+PendingCollective DistContext::start_all_reduce_sum(const at::Tensor&) {
+  return PendingCollective();
+}
+
 DistContext::~DistContext() = default;
 void DistContext::run(const char*, const std::function<void()>&) {}
 void DistContext::broadcast(const std::vector<at::Tensor>&, int, int64_t) {}
@@ -317,5 +348,12 @@ std::vector<double> DistContext::all_reduce_sum(const std::vector<double>& value
 void DistContext::barrier() {}
 
 #endif  // IRIS_HAVE_DIST
+
+PendingCollective::PendingCollective() = default;
+PendingCollective::PendingCollective(DistContext* owner, std::unique_ptr<Work> work)
+    : owner_(owner), work_(std::move(work)) {}
+PendingCollective::PendingCollective(PendingCollective&&) noexcept = default;
+PendingCollective& PendingCollective::operator=(PendingCollective&&) noexcept = default;
+PendingCollective::~PendingCollective() = default;
 
 }  // namespace iris::dist

@@ -38,6 +38,9 @@ bool dist_available();
 // Whether ProcessGroupNCCL is in this build.
 bool nccl_available();
 
+// Gradients are all-reduced in flat buckets of about this many bytes.
+inline constexpr int64_t kDefaultBucketBytes = int64_t{25} << 20;
+
 struct DistOptions {
   // Limit for forming the group and for every collective: a rank that lost a peer fails with a
   // RuntimeFailure after at most this long instead of waiting forever.
@@ -46,10 +49,34 @@ struct DistOptions {
   std::string backend = "auto";
   // Where the collectives' tensors live (parameters and gradients); CPU for Gloo.
   c10::Device device = c10::Device(c10::kCPU);
+  // Gradient all-reduce (dist::GradientSync): bucket size, and whether buckets start inside the
+  // step's last backward pass.
+  int64_t bucket_bytes = kDefaultBucketBytes;
+  bool overlap_backward = true;
 };
 
-// One rank of a process group. Collectives are blocking; a failure (a peer gone, a timeout)
-// becomes a RuntimeFailure naming this rank and the operation.
+class DistContext;
+
+// A collective that was started and not waited for yet.
+class PendingCollective {
+ public:
+  PendingCollective();
+  PendingCollective(PendingCollective&&) noexcept;
+  PendingCollective& operator=(PendingCollective&&) noexcept;
+  ~PendingCollective();
+  // Blocks until the collective is done; a failure is a RuntimeFailure as for the blocking ones.
+  void wait();
+
+ private:
+  friend class DistContext;
+  struct Work;
+  PendingCollective(DistContext* owner, std::unique_ptr<Work> work);
+  DistContext* owner_ = nullptr;
+  std::unique_ptr<Work> work_;
+};
+
+// One rank of a process group. Collectives are blocking unless named start_*; a failure (a peer
+// gone, a timeout) becomes a RuntimeFailure naming this rank and the operation.
 class DistContext {
  public:
   // Joins the group: rank 0 hosts the TCPStore at MASTER_ADDR:MASTER_PORT, the others connect
@@ -66,6 +93,8 @@ class DistContext {
   bool is_main() const { return env_.rank == 0; }
   const std::string& backend() const { return backend_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
+  int64_t bucket_bytes() const { return bucket_bytes_; }
+  bool overlap_backward() const { return overlap_backward_; }
 
   // Copies rank `root`'s values into every rank's tensors (in place, buckets of `bucket_bytes`).
   void broadcast(const std::vector<at::Tensor>& tensors, int root = 0,
@@ -73,22 +102,28 @@ class DistContext {
   // Sums each tensor over the ranks, in place. Tensors of one dtype share flat buckets of about
   // `bucket_bytes`, whose reductions are all started before the first is waited for.
   void all_reduce_sum(const std::vector<at::Tensor>& tensors, int64_t bucket_bytes = kBucketBytes);
+  // Starts summing `flat` (contiguous) over the ranks, in place, and returns at once. Every rank
+  // must start its collectives in the same order; `flat` must not be touched before wait().
+  PendingCollective start_all_reduce_sum(const at::Tensor& flat);
   // Sums logged numbers over the ranks (float64, one message).
   std::vector<double> all_reduce_sum(const std::vector<double>& values);
   void barrier();
 
-  static constexpr int64_t kBucketBytes = int64_t{25} << 20;
+  static constexpr int64_t kBucketBytes = kDefaultBucketBytes;
 
  private:
   struct Group;
-  DistContext(DistEnv env, std::string backend, std::chrono::milliseconds timeout,
+  DistContext(DistEnv env, std::string backend, const DistOptions& options,
               std::unique_ptr<Group> group);
+  friend class PendingCollective;
   // Runs a collective, turning c10d's exceptions into a RuntimeFailure naming rank and operation.
   void run(const char* operation, const std::function<void()>& body);
 
   DistEnv env_;
   std::string backend_;
   std::chrono::milliseconds timeout_;
+  int64_t bucket_bytes_;
+  bool overlap_backward_;
   std::unique_ptr<Group> group_;
 };
 

@@ -5,15 +5,12 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <algorithm>
 #include <chrono>
-#include <iterator>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -37,6 +34,7 @@
 #include "track/tensorboard.h"
 #include "train/lamb.h"
 #include "train/losses.h"
+#include "train/resume.h"
 #include "train/schedule.h"
 
 namespace iris {
@@ -304,11 +302,7 @@ void save_checkpoint(const models::IrisModel& model, torch::optim::Optimizer& op
   archive.write("state/best_step", c10::IValue(state.best_step));
   archive.write("state/final_train_loss", c10::IValue(state.final_train_loss));
   archive.write("state/seconds", c10::IValue(state.seconds));
-  {
-    auto generator = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    archive.write("rng/torch_cpu", generator.get_state());
-  }
+  save_cpu_generator(archive);
   models::save_memory_bank(bank, archive);
   if (scaler) {
     for (const auto& [key, value] : scaler->state_dict()) archive.write("scaler/" + key, value);
@@ -344,13 +338,7 @@ TrainState load_checkpoint(const fs::path& path, models::IrisModel& model,
     state.final_train_loss = v.toDouble();
     archive.read("state/seconds", v);
     state.seconds = v.toDouble();
-    at::Tensor torch_state;
-    archive.read("rng/torch_cpu", torch_state);
-    {
-      auto generator = at::detail::getDefaultCPUGenerator();
-      std::lock_guard<std::mutex> lock(generator.mutex());
-      generator.set_state(torch_state);
-    }
+    load_cpu_generator(archive);
     bank = models::load_memory_bank(archive);
     if (scaler) {
       std::map<std::string, at::Tensor> scaler_state;
@@ -364,45 +352,6 @@ TrainState load_checkpoint(const fs::path& path, models::IrisModel& model,
                                                      e.what_without_backtrace()));
   }
   return state;
-}
-
-// Keeps the metrics rows up to `step`: rows of steps after the checkpoint are run again.
-void truncate_metrics(const RunDir& run, int64_t step) {
-  if (!fs::exists(run.metrics_path())) return;
-  std::string kept;
-  std::size_t dropped = 0;
-  for (const auto& line : read_complete_lines(run.metrics_path())) {
-    if (line.empty()) continue;
-    nlohmann::json row;
-    try {
-      row = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
-      throw InputError(
-          file_message(run.metrics_path().string(), std::string("not JSON: ") + e.what()));
-    }
-    if (row.value("step", int64_t{0}) > step) {
-      ++dropped;
-      continue;
-    }
-    kept += line + "\n";
-  }
-  write_file_atomic(run.metrics_path(), kept);
-  if (dropped > 0) spdlog::info("resume: dropped {} metrics rows after step {}", dropped, step);
-}
-
-// The lines of two dumped configs that differ, "key: a -> b" style.
-std::string config_differences(const std::string& stored, const std::string& given) {
-  std::istringstream a(stored), b(given);
-  std::string la, lb, out;
-  while (true) {
-    const bool ga = static_cast<bool>(std::getline(a, la));
-    const bool gb = static_cast<bool>(std::getline(b, lb));
-    if (!ga && !gb) break;
-    if (la != lb) out += fmt::format("\n  run: '{}'  given: '{}'", ga ? la : "", gb ? lb : "");
-    if (!ga) la.clear();
-    if (!gb) lb.clear();
-  }
-  return out;
 }
 
 }  // namespace
@@ -534,18 +483,7 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
     }
     run_folder = RunDir::existing(session.resume);
     // The run's own config decides; only where it runs may change.
-    IrisTrainConfig stored = load_config<IrisTrainConfig>({run_folder->config_path().string(), {}});
-    resolved.run.name = stored.run.name;
-    resolved.run.root = stored.run.root;
-    stored.run.device = resolved.run.device;
-    stored.run.threads = resolved.run.threads;
-    const std::string diff = config_differences(dump_config(stored), dump_config(resolved));
-    if (!diff.empty()) {
-      throw ConfigError(file_message(run_folder->config_path().string(),
-                                     "the config differs from the run's, so the run cannot "
-                                     "continue exactly:" +
-                                         diff));
-    }
+    resolved = config_for_resume(*run_folder, config);
   } else if (writer) {
     resolved.run.name = config.run.name.empty() ? generated_run_name("iris") : config.run.name;
     run_folder = RunDir::open(config.run.root, resolved.run.name, RunDir::Mode::kCreate);
@@ -712,8 +650,8 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
         return episode_loss(b);
       }();
       const at::Tensor micro_loss = loss / static_cast<double>(config.optim.batch);
-      (scaler ? scaler->scale(micro_loss) : micro_loss).backward();
-      gradients.accumulate();
+      // The rank's last episode of the step overlaps its backward with the all-reduce.
+      gradients.backward(scaler ? scaler->scale(micro_loss) : micro_loss, i + 1 == shard.end);
       loss_total += loss.detach().to(at::kDouble);
       const auto dice = hard_dice(logits.detach(), b.query_masks);
       dice_total += dice.sum().to(at::kDouble);

@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/run_dir.h"
 #include "models/iris/iris_model.h"
+#include "train/resume.h"
 
 namespace iris {
 
@@ -80,17 +81,6 @@ struct IrisTrainConfig {
   int64_t checkpoint_every = 50;  // steps between checkpoints/last.pt (0: only at the end)
 
   void visit(ConfigVisitor& v);
-};
-
-// How one call of train_iris runs: a new run or the continuation of a stopped one.
-struct TrainSession {
-  // Run folder to continue from its checkpoints/last.pt; empty: a new run folder.
-  std::string resume;
-  // Stop after this step with a checkpoint, as an interruption would (0: run to the end).
-  int64_t stop_after = 0;
-  // Data-parallel group (null: one process). optim.batch is split across its ranks; only rank 0
-  // writes into the run folder (the others return a result without run_dir).
-  dist::DistContext* dist = nullptr;
 };
 
 struct TrainResult {

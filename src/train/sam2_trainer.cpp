@@ -9,9 +9,12 @@
 #include <cmath>
 #include <ctime>
 #include <limits>
+#include <map>
 #include <optional>
 #include <random>
+#include <sstream>
 
+#include "core/atomic_file.h"
 #include "core/device.h"
 #include "core/error.h"
 #include "core/logging.h"
@@ -32,6 +35,7 @@
 #include "models/sam2/sam2_predict.h"
 #include "track/tensorboard.h"
 #include "train/recipes.h"
+#include "train/resume.h"
 #include "train/sam2_loss.h"
 #include "train/schedule.h"
 
@@ -50,6 +54,132 @@ std::vector<std::string> trainable_modules(const Recipe& recipe) {
   if (recipe.trains("pe")) m.push_back("prompt_encoder");
   if (recipe.trains("ie")) m.push_back("image_encoder");
   return m;
+}
+
+// Everything the epochs after `epoch` depend on besides the config, the weights and the
+// optimiser; saved with them in checkpoints/resume.pt after every epoch. A clip's prompts and
+// dropout are seeded by (seed, epoch, clip) and the schedule by the step, so an epoch boundary
+// is an exact resume point.
+struct Sam2TrainState {
+  int64_t epoch = 0;
+  int64_t step = 0;
+  double best = std::numeric_limits<double>::quiet_NaN();
+  int64_t best_epoch = 0;
+  bool model_is_best = true;
+  double baseline_dice = 0.0;
+  nlohmann::json best_row = nlohmann::json::object();
+  std::vector<double> epoch_train_seconds, epoch_val_seconds, epoch_cpu_seconds;
+  double seconds = 0.0;  // the sessions before this one
+  double peak_gpu_mb = 0.0;
+};
+
+at::Tensor doubles(const std::vector<double>& values) {
+  return at::tensor(values, at::TensorOptions().dtype(at::kDouble));
+}
+
+std::vector<double> doubles(const at::Tensor& t) {
+  const auto c = t.to(at::kDouble).contiguous().cpu();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+bool run_finished(const RunDir& run) {
+  if (!fs::is_regular_file(run.summary_path())) return false;
+  const auto summary = run.read_summary();
+  return summary.is_object() && summary.value("state", std::string()) == "finished";
+}
+
+// Written to a string first, then through write_file_atomic: a crash keeps the previous state.
+void save_sam2_state(torch::nn::Module& model, torch::optim::Optimizer* optimizer,
+                     const LossScaler* scaler, const Sam2TrainState& state, const fs::path& path) {
+  torch::serialize::OutputArchive archive;
+  model.save(archive);
+  if (optimizer) {
+    torch::serialize::OutputArchive optim_archive;
+    optimizer->save(optim_archive);
+    archive.write("optimizer", optim_archive);
+  }
+  archive.write("state/epoch", c10::IValue(state.epoch));
+  archive.write("state/step", c10::IValue(state.step));
+  archive.write("state/best", c10::IValue(state.best));
+  archive.write("state/best_epoch", c10::IValue(state.best_epoch));
+  archive.write("state/model_is_best", c10::IValue(state.model_is_best));
+  archive.write("state/baseline_dice", c10::IValue(state.baseline_dice));
+  archive.write("state/best_row", c10::IValue(state.best_row.dump()));
+  archive.write("state/epoch_train_seconds", doubles(state.epoch_train_seconds));
+  archive.write("state/epoch_val_seconds", doubles(state.epoch_val_seconds));
+  archive.write("state/epoch_cpu_seconds", doubles(state.epoch_cpu_seconds));
+  archive.write("state/seconds", c10::IValue(state.seconds));
+  archive.write("state/peak_gpu_mb", c10::IValue(state.peak_gpu_mb));
+  save_cpu_generator(archive);
+  if (scaler) {
+    for (const auto& [key, value] : scaler->state_dict()) archive.write("scaler/" + key, value);
+  }
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  write_file_atomic(path, bytes.str());
+}
+
+// Restores the model's weights, the optimiser and the scaler from save_sam2_state's file, onto
+// `device`.
+Sam2TrainState load_sam2_state(const fs::path& path, const c10::Device& device,
+                               torch::nn::Module& model, torch::optim::Optimizer* optimizer,
+                               LossScaler* scaler) {
+  if (!fs::is_regular_file(path)) {
+    throw InputError(
+        file_message(path.string(), "no state to resume from (written at the end of every epoch)"));
+  }
+  Sam2TrainState state;
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path.string(), device);
+    model.load(archive);
+    if (optimizer) {
+      torch::serialize::InputArchive optim_archive;
+      archive.read("optimizer", optim_archive);
+      optimizer->load(optim_archive);
+    }
+    c10::IValue v;
+    archive.read("state/epoch", v);
+    state.epoch = v.toInt();
+    archive.read("state/step", v);
+    state.step = v.toInt();
+    archive.read("state/best", v);
+    state.best = v.toDouble();
+    archive.read("state/best_epoch", v);
+    state.best_epoch = v.toInt();
+    archive.read("state/model_is_best", v);
+    state.model_is_best = v.toBool();
+    archive.read("state/baseline_dice", v);
+    state.baseline_dice = v.toDouble();
+    archive.read("state/best_row", v);
+    state.best_row = nlohmann::json::parse(v.toStringRef());
+    at::Tensor t;
+    archive.read("state/epoch_train_seconds", t);
+    state.epoch_train_seconds = doubles(t);
+    archive.read("state/epoch_val_seconds", t);
+    state.epoch_val_seconds = doubles(t);
+    archive.read("state/epoch_cpu_seconds", t);
+    state.epoch_cpu_seconds = doubles(t);
+    archive.read("state/seconds", v);
+    state.seconds = v.toDouble();
+    archive.read("state/peak_gpu_mb", v);
+    state.peak_gpu_mb = v.toDouble();
+    load_cpu_generator(archive);
+    if (scaler) {
+      std::map<std::string, at::Tensor> scaler_state;
+      for (const char* key : {"scale", "growth_tracker"}) {
+        archive.read(std::string("scaler/") + key, scaler_state[key]);
+      }
+      scaler->load_state_dict(scaler_state);
+    }
+  } catch (const c10::Error& e) {
+    throw InputError(file_message(
+        path.string(), std::string("not a resumable SAM2 state: ") + e.what_without_backtrace()));
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(
+        file_message(path.string(), std::string("not a resumable SAM2 state: ") + e.what()));
+  }
+  return state;
 }
 
 io::StateDict model_state(torch::nn::Module& m) {
@@ -119,7 +249,16 @@ void Sam2TrainConfig::visit(ConfigVisitor& v) {
 
 Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model* prebuilt,
                            dist::DistContext* group) {
+  TrainSession session;
+  session.dist = group;
+  return train_sam2(config, session, prebuilt);
+}
+
+Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const TrainSession& session,
+                           const sam2::Sam2Model* prebuilt) {
   const auto start = Clock::now();
+  dist::DistContext* group = session.dist;
+  const bool resuming = !session.resume.empty();
   const auto& groups = sam2_parameter_groups();
   const Recipe recipe = parse_recipe(config.recipe, groups);
   if (config.train.max_epochs < 0 || config.train.grad_accum < 1 || config.data.clip_length < 1) {
@@ -135,18 +274,24 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
         "least one clip per rank ({} ranks)",
         config.train.grad_accum, world_size));
   }
-  // Only rank 0 touches the run folder.
+  // Only rank 0 writes into the run folder; all ranks read a resumed run's state.
   std::optional<RunDir> run_folder;
-  if (rank == 0) {
-    const std::string name = config.run.name.empty() ? generated_run_name("sam2") : config.run.name;
-    run_folder = RunDir::open(config.run.root, name, RunDir::Mode::kCreate);
-    Sam2TrainConfig resolved = config;
-    resolved.run.name = name;
-    resolved.model.trainable_modules = trainable_modules(recipe);
+  Sam2TrainConfig resolved = config;
+  resolved.model.trainable_modules = trainable_modules(recipe);
+  if (resuming) {
+    if (!fs::is_regular_file(fs::path(session.resume) / "config.yaml")) {
+      throw InputError(file_message(session.resume, "not a run folder to resume (no config.yaml)"));
+    }
+    run_folder = RunDir::existing(session.resume);
+    // The run's own config decides; only where it runs may change.
+    resolved = config_for_resume(*run_folder, resolved);
+  } else if (rank == 0) {
+    resolved.run.name = config.run.name.empty() ? generated_run_name("sam2") : config.run.name;
+    run_folder = RunDir::open(config.run.root, resolved.run.name, RunDir::Mode::kCreate);
     run_folder->write_config(dump_config(resolved));
-    log_to_file(run_folder->log_path());
   }
-  const RunDir* run = run_folder ? &*run_folder : nullptr;
+  const RunDir* run = rank == 0 ? &*run_folder : nullptr;
+  if (run) log_to_file(run->log_path());
   c10::Device device = resolve_device(config.run.device);
   if (group && device.is_cuda()) {
     device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(group->local_rank()));
@@ -254,20 +399,6 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
   };
 
   result.trainable_parameters = applied.trainable_elements;
-  std::optional<track::TensorBoardWriter> tensorboard;
-  double best = std::numeric_limits<double>::quiet_NaN();
-  nlohmann::json best_row;
-  if (run) {
-    result.run_dir = run->path().string();
-    tensorboard.emplace(run->path() / "tb");
-    const auto baseline = validate(0, 0);
-    result.baseline_dice = baseline.dice_summary.macro;
-    best = result.baseline_dice;
-    best_row = eval_row(baseline);
-    spdlog::info("epoch 0 (untrained): validation Dice {:.4f}", result.baseline_dice);
-    io::write_safetensors(run->checkpoints_dir() / "best.safetensors", model_state(*model));
-  }
-
   std::vector<at::Tensor> trainable;
   for (const auto& p : model->parameters()) {
     if (p.requires_grad()) trainable.push_back(p);
@@ -287,6 +418,54 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
         trainable,
         torch::optim::AdamWOptions(config.train.lr).weight_decay(config.train.weight_decay));
   }
+  LossScaler* const scaler_ptr = scaler ? &*scaler : nullptr;
+  const fs::path state_path = run_folder ? run_folder->checkpoints_dir() / "resume.pt" : fs::path();
+  Sam2TrainState state;
+  if (resuming) {
+    state = load_sam2_state(state_path, device, *model, optimizer.get(), scaler_ptr);
+    result.run_dir = run ? run->path().string() : std::string();
+    result.resumed_from_epoch = state.epoch;
+    result.baseline_dice = state.baseline_dice;
+    result.best_epoch = state.best_epoch;
+    result.epoch_train_seconds = state.epoch_train_seconds;
+    result.epoch_val_seconds = state.epoch_val_seconds;
+    result.epoch_cpu_seconds = state.epoch_cpu_seconds;
+    // A run stopped after its last epoch's state but before its summary still ends below.
+    if (state.epoch >= config.train.max_epochs && run_finished(*run_folder)) {
+      spdlog::info("run {} already finished all {} epochs; nothing to resume", session.resume,
+                   config.train.max_epochs);
+      result.steps = state.step;
+      result.best_dice = state.best;
+      result.seconds = state.seconds;
+      result.finished = result.already_finished = true;
+      if (run) stop_log_file();
+      return result;
+    }
+    if (run) truncate_metrics(*run, state.step);
+    spdlog::info("resuming {} at epoch {} of {}", session.resume, state.epoch + 1,
+                 config.train.max_epochs);
+  }
+  std::optional<track::TensorBoardWriter> tensorboard;
+  double best = state.best;
+  nlohmann::json best_row = state.best_row;
+  if (run) {
+    result.run_dir = run->path().string();
+    tensorboard.emplace(run->path() / "tb");
+    if (!resuming) {
+      const auto baseline = validate(0, 0);
+      result.baseline_dice = baseline.dice_summary.macro;
+      best = result.baseline_dice;
+      best_row = eval_row(baseline);
+      spdlog::info("epoch 0 (untrained): validation Dice {:.4f}", result.baseline_dice);
+      io::write_safetensors(run->checkpoints_dir() / "best.safetensors", model_state(*model));
+      // Epoch 0 is a resume point too: an interrupted first epoch keeps its baseline.
+      state.best = best;
+      state.baseline_dice = result.baseline_dice;
+      state.best_row = best_row;
+      state.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+      save_sam2_state(*model, optimizer.get(), scaler_ptr, state, state_path);
+    }
+  }
   Sam2LossOptions loss_options;
   loss_options.weight_mask = config.loss.mask;
   loss_options.weight_dice = config.loss.dice;
@@ -295,10 +474,11 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
   loss_options.pred_obj_scores = model->config().pred_obj_scores;
   const int64_t s = model->image_size();
 
-  int64_t step = 0;
-  bool model_is_best = true;
-  double run_peak_gpu_mb = 0.0;
-  for (int64_t epoch = 1; epoch <= config.train.max_epochs && optimizer; ++epoch) {
+  int64_t step = state.step;
+  const double previous_seconds = resuming ? state.seconds : 0.0;
+  bool model_is_best = state.model_is_best;
+  double run_peak_gpu_mb = state.peak_gpu_mb;
+  for (int64_t epoch = state.epoch + 1; epoch <= config.train.max_epochs && optimizer; ++epoch) {
     model->train();
     // This rank's clips of the epoch as (step, clip); clip -1 marks a step without a clip here,
     // which still joins that step's all-reduce.
@@ -470,8 +650,9 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
         }
       }
       const at::Tensor micro_loss = clip_loss / static_cast<double>(config.train.grad_accum);
-      (scaler ? scaler->scale(micro_loss) : micro_loss).backward();
-      gradients.accumulate();
+      // The rank's last clip of the step overlaps its backward with the all-reduce.
+      const bool last_of_step = oi + 1 == work.size() || work[oi + 1].first != work[oi].first;
+      gradients.backward(scaler ? scaler->scale(micro_loss) : micro_loss, last_of_step);
       step_loss_sum += clip_loss.detach().to(torch::kDouble);
       step_data_ms += data_ms;
       ++step_used;
@@ -482,27 +663,53 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
         std::chrono::duration<double>(Clock::now() - epoch_start).count());
     result.epoch_cpu_seconds.push_back(static_cast<double>(std::clock() - epoch_cpu_start) /
                                        CLOCKS_PER_SEC);
-    if (!run) continue;
-    const auto r = validate(epoch, step);
-    result.epoch_cpu_seconds.back() =
-        static_cast<double>(std::clock() - epoch_cpu_start) / CLOCKS_PER_SEC;
-    const double dice = r.dice_summary.macro;
-    tensorboard->add_scalars({{"eval/Dice", dice}, {"eval/mIoU", r.iou_summary.macro}}, step);
-    spdlog::info(
-        "epoch {}: mean train loss {:.4f} over {} clips, validation Dice {:.4f} (baseline {:.4f})",
-        epoch, used ? loss_sum / used : 0.0, used, dice, result.baseline_dice);
-    io::write_safetensors(run->checkpoints_dir() / "last.safetensors", model_state(*model));
-    if (!std::isnan(dice) && (std::isnan(best) || dice > best)) {
-      best = dice;
-      result.best_epoch = epoch;
-      best_row = eval_row(r);
-      io::write_safetensors(run->checkpoints_dir() / "best.safetensors", model_state(*model));
+    if (run) {
+      const auto r = validate(epoch, step);
+      result.epoch_cpu_seconds.back() =
+          static_cast<double>(std::clock() - epoch_cpu_start) / CLOCKS_PER_SEC;
+      const double dice = r.dice_summary.macro;
+      tensorboard->add_scalars({{"eval/Dice", dice}, {"eval/mIoU", r.iou_summary.macro}}, step);
+      spdlog::info(
+          "epoch {}: mean train loss {:.4f} over {} clips, validation Dice {:.4f} (baseline "
+          "{:.4f})",
+          epoch, used ? loss_sum / used : 0.0, used, dice, result.baseline_dice);
+      io::write_safetensors(run->checkpoints_dir() / "last.safetensors", model_state(*model));
+      if (!std::isnan(dice) && (std::isnan(best) || dice > best)) {
+        best = dice;
+        result.best_epoch = epoch;
+        best_row = eval_row(r);
+        io::write_safetensors(run->checkpoints_dir() / "best.safetensors", model_state(*model));
+      }
+      model_is_best = result.best_epoch == epoch;
+      state.epoch = epoch;
+      state.step = step;
+      state.best = best;
+      state.best_epoch = result.best_epoch;
+      state.model_is_best = model_is_best;
+      state.best_row = best_row;
+      state.epoch_train_seconds = result.epoch_train_seconds;
+      state.epoch_val_seconds = result.epoch_val_seconds;
+      state.epoch_cpu_seconds = result.epoch_cpu_seconds;
+      state.seconds =
+          previous_seconds + std::chrono::duration<double>(Clock::now() - start).count();
+      state.peak_gpu_mb = run_peak_gpu_mb;
+      save_sam2_state(*model, optimizer.get(), scaler_ptr, state, state_path);
     }
-    model_is_best = result.best_epoch == epoch;
+    if (session.stop_after > 0 && epoch >= session.stop_after && epoch < config.train.max_epochs) {
+      // As an interruption would: every rank stops after the same epoch.
+      spdlog::info("stopped after epoch {} of {}; continue with --resume {}", epoch,
+                   config.train.max_epochs, result.run_dir);
+      result.steps = step;
+      result.seconds =
+          previous_seconds + std::chrono::duration<double>(Clock::now() - start).count();
+      if (run) stop_log_file();
+      return result;
+    }
   }
   result.steps = step;
+  result.finished = true;
   if (!run) {
-    result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    result.seconds = previous_seconds + std::chrono::duration<double>(Clock::now() - start).count();
     return result;
   }
   nlohmann::json test_row;
@@ -524,7 +731,7 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const sam2::Sam2Model*
                  result.best_epoch, result.test_dice);
   }
   result.best_dice = best;
-  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  result.seconds = previous_seconds + std::chrono::duration<double>(Clock::now() - start).count();
   nlohmann::json summary = best_row;
   if (test_data) summary.update(test_row);
   summary["state"] = "finished";

@@ -9,6 +9,7 @@
 
 #include "core/config.h"
 #include "core/run_dir.h"
+#include "train/resume.h"
 
 namespace iris::models::sam2 {
 class Sam2Model;
@@ -68,6 +69,9 @@ struct Sam2TrainResult {
   double best_dice = 0.0;
   double test_dice = 0.0;  // NaN without data.test
   int64_t best_epoch = 0;
+  int64_t resumed_from_epoch = 0;  // epoch of the state this session started from (0: new run)
+  bool finished = false;           // all train.max_epochs done; summary.json written (rank 0)
+  bool already_finished = false;   // resume found nothing left to do
   int64_t trainable_parameters = 0;
   double seconds = 0.0;
   std::vector<double> epoch_train_seconds;  // the clip loop of each epoch
@@ -89,5 +93,11 @@ struct Sam2TrainResult {
 Sam2TrainResult train_sam2(const Sam2TrainConfig& config,
                            const models::sam2::Sam2Model* model = nullptr,
                            dist::DistContext* dist = nullptr);
+// The same with a session: `session.resume` continues a run folder after the last epoch its
+// checkpoints/resume.pt holds (written after every epoch, epoch 0 being the untrained
+// baseline), appending to its metrics; `session.stop_after` stops after that epoch as an
+// interruption would.
+Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const TrainSession& session,
+                           const models::sam2::Sam2Model* model);
 
 }  // namespace iris

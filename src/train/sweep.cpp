@@ -239,9 +239,18 @@ struct Outcome {
   std::string message;  // why it failed, with the log's path
 };
 
-Outcome run_in_process(const SweepRun& run, const fs::path& dir) {
+// An interrupted run that saved its state after an epoch (the baseline being epoch 0) continues
+// from it; any other unfinished run starts again from scratch.
+bool resumable(SweepRunState state, const fs::path& dir) {
+  return state == SweepRunState::kInterrupted && fs::is_regular_file(dir / "config.yaml") &&
+         fs::is_regular_file(dir / "checkpoints" / "resume.pt");
+}
+
+Outcome run_in_process(const SweepRun& run, const fs::path& dir, bool resume) {
   try {
-    train_sam2(run.config);
+    TrainSession session;
+    if (resume) session.resume = dir.string();
+    train_sam2(run.config, session, nullptr);
     stop_log_file();
     return {true, ""};
   } catch (const std::exception& e) {
@@ -635,14 +644,19 @@ SweepResult run_sweep_task(const SweepConfig& config, std::int64_t index,
     say(options, fmt::format("task {}: run {} has already finished", index, run.name));
     return result;
   }
-  if (state != SweepRunState::kPending) {
+  const bool resume = resumable(state, dir);
+  if (resume) {
+    say(options, fmt::format("task {}: run {} was interrupted; resuming it after its last epoch",
+                             index, run.name));
+    result.resumed = 1;
+  } else if (state != SweepRunState::kPending) {
     say(options, fmt::format("task {}: run {} was {}; starting it again", index, run.name,
                              sweep_run_state_name(state)));
     remove_run_folder(dir);
     result.restarted = 1;
   }
   const auto start = Clock::now();
-  const Outcome outcome = run_in_process(run, dir);
+  const Outcome outcome = run_in_process(run, dir, resume);
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   if (!outcome.ok)
     throw RuntimeFailure(fmt::format("run {} failed: {}", run.name, outcome.message));
@@ -705,9 +719,10 @@ SweepResult run_sweep(const SweepConfig& config, const SweepOptions& options) {
       if (!skip) ++position;
       say(options,
           fmt::format("  [{}] {}  {}{}{}", i, runs[i].name, sweep_run_state_name(states[i]),
-                      skip                                   ? ", skipped"
-                      : states[i] == SweepRunState::kPending ? ""
-                                                             : ", starts again",
+                      skip                                        ? ", skipped"
+                      : states[i] == SweepRunState::kPending      ? ""
+                      : resumable(states[i], root / runs[i].name) ? ", resumes"
+                                                                  : ", starts again",
                       gpu));
     }
     result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
@@ -742,14 +757,22 @@ SweepResult run_sweep(const SweepConfig& config, const SweepOptions& options) {
         left == 0 ? fmt::format("{}/{} runs done", done, result.total)
                   : fmt::format("{}/{} runs done, {} left, ETA {}", done, result.total, left, eta));
   };
+  // Whether run i resumes; a run that does not and was begun before is removed first.
   auto prepare = [&](std::size_t i) {
     const auto& run = runs[i];
+    if (resumable(states[i], root / run.name)) {
+      say(options,
+          fmt::format("run {} was interrupted; resuming it after its last epoch", run.name));
+      ++result.resumed;
+      return true;
+    }
     if (states[i] != SweepRunState::kPending) {
       say(options, fmt::format("run {} was {}; starting it again from scratch", run.name,
                                sweep_run_state_name(states[i])));
       remove_run_folder(root / run.name);
       ++result.restarted;
     }
+    return false;
   };
   auto finished = [&](std::size_t i, double seconds, const Outcome& outcome) {
     durations.push_back(seconds);
@@ -767,10 +790,10 @@ SweepResult run_sweep(const SweepConfig& config, const SweepOptions& options) {
 
   if (in_process) {
     for (const std::size_t i : todo) {
-      prepare(i);
+      const bool resume = prepare(i);
       say(options, fmt::format("run {} started ({} of {})", runs[i].name, i + 1, runs.size()));
       const auto t0 = Clock::now();
-      const Outcome outcome = run_in_process(runs[i], root / runs[i].name);
+      const Outcome outcome = run_in_process(runs[i], root / runs[i].name, resume);
       finished(i, std::chrono::duration<double>(Clock::now() - t0).count(), outcome);
     }
   } else {

@@ -112,6 +112,7 @@ struct SweepOptions {
 struct SweepResult {
   int64_t total = 0, skipped = 0, ran = 0, failed = 0;
   int64_t restarted = 0;  // interrupted or failed before, started again from scratch
+  int64_t resumed = 0;    // interrupted after an epoch, continued from its saved state
   std::string sweep_dir;
   std::vector<std::string> failed_runs;  // "<name>: <why> (log: <path>)"
   double seconds = 0.0;

@@ -113,6 +113,17 @@ TEST(DistSam2, TwoProcessesEndWithTheWeightsOfOneProcessWithTheSameGlobalBatch) 
   }
   EXPECT_EQ(folders, (std::set<std::string>{"one", "two"}));
   EXPECT_EQ(RunDir::existing(dir / "runs/two").read_summary()["steps"], 2);
+
+  // The finished SAM2 run resumes to nothing; an IRIS config cannot resume it.
+  const auto again = test::run_command(test::iris_binary() + " train --threads 1 --resume " +
+                                       (dir / "runs/two").string());
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("nothing to resume"), std::string::npos) << again.output;
+  const auto wrong = test::run_command(test::iris_binary() + " train '" + IRIS_SOURCE_DIR +
+                                       "/configs/iris/atlas_2d_tiny.yaml' --resume " +
+                                       (dir / "runs/two").string());
+  EXPECT_EQ(wrong.exit_code, 3) << wrong.output;
+  EXPECT_NE(wrong.output.find("is an IRIS config but"), std::string::npos) << wrong.output;
 }
 
 TEST(DistSam2, AGlobalBatchSmallerThanTheRanksIsAConfigError) {

@@ -246,6 +246,77 @@ TEST(DistContext, GradientSyncEqualsOneProcessToTheBit) {
   EXPECT_TRUE(at::equal(grads[1], single));
 }
 
+TEST(DistContext, GradientSyncOverlapsTheLastBackwardWithTheAllReduce) {
+  if (!dist::dist_available()) GTEST_SKIP() << "built without c10d (IRIS_WITH_DIST)";
+  // A chain of four layers and one parameter that only micro-batch 3 uses: the two ranks' last
+  // backward passes reach different parameters, and their buckets must still pair up.
+  torch::manual_seed(4);
+  std::vector<at::Tensor> w0;
+  for (int k = 0; k < 4; ++k) w0.push_back(torch::randn({32, 32}) / 4);
+  const auto extra0 = torch::randn({32});
+  std::vector<at::Tensor> xs;
+  for (int i = 0; i < 4; ++i) xs.push_back(torch::randn({8, 32}) * std::pow(2.0, i - 2));
+  struct Result {
+    std::vector<at::Tensor> grads;
+    int64_t buckets = 0, overlapped = 0;
+    bool plain_backward_after_the_step = false;
+  };
+  auto run = [&](dist::DistContext* g, int begin, int end, bool overlap) {
+    std::vector<at::Tensor> params;
+    for (const auto& w : w0) params.push_back(w.clone().requires_grad_(true));
+    params.push_back(extra0.clone().requires_grad_(true));
+    // A bucket closes once it holds a byte: one parameter per bucket.
+    dist::GradientSync sync(params, g, /*bucket_bytes=*/1, overlap);
+    Result r;
+    for (int step = 0; step < 2; ++step) {  // the second step reuses the hooks
+      sync.zero();
+      for (int i = begin; i < end; ++i) {
+        auto h = xs[i] * (step + 1);
+        for (int k = 0; k < 4; ++k) h = torch::tanh(h.matmul(params[k]));
+        if (i == 3) h = h + params[4];
+        sync.backward(h.pow(2).mean().div(4), i + 1 == end);
+      }
+      sync.finish();
+    }
+    for (const auto& p : params)
+      r.grads.push_back(p.grad().defined() ? p.grad().clone() : p.grad());
+    r.buckets = sync.buckets();
+    r.overlapped = sync.overlapped_buckets();
+    // Outside a step's last backward the hooks leave autograd alone.
+    params[0].mutable_grad() = at::Tensor();
+    xs[0].matmul(params[0]).sum().backward();
+    r.plain_backward_after_the_step = params[0].grad().defined();
+    return r;
+  };
+  const Result single = run(nullptr, 0, 4, true);
+  ASSERT_EQ(single.buckets, 5);
+  EXPECT_EQ(single.overlapped, 0) << "one process has nothing to reduce";
+  for (const bool overlap : {true, false}) {
+    std::vector<Result> results(2);
+    with_two_ranks([&](dist::DistContext& g) {
+      results[static_cast<std::size_t>(g.rank())] =
+          run(&g, 2 * g.rank(), 2 * g.rank() + 2, overlap);
+    });
+    for (int rank = 0; rank < 2; ++rank) {
+      const auto& r = results[static_cast<std::size_t>(rank)];
+      ASSERT_EQ(r.grads.size(), 5u);
+      for (std::size_t k = 0; k < 5; ++k) {
+        ASSERT_TRUE(r.grads[k].defined()) << "parameter " << k;
+        EXPECT_TRUE(at::equal(r.grads[k], single.grads[k]))
+            << "rank " << rank << " parameter " << k << " overlap " << overlap;
+      }
+      EXPECT_TRUE(r.plain_backward_after_the_step);
+      if (overlap) {
+        // Rank 0 never reaches the extra parameter, so its bucket starts before backward; the
+        // four layers' buckets start inside it (rank 1: all five).
+        EXPECT_EQ(r.overlapped, rank == 0 ? 4 : 5) << "rank " << rank;
+      } else {
+        EXPECT_EQ(r.overlapped, 0);
+      }
+    }
+  }
+}
+
 TEST(DistContext, AGroupThatDoesNotFormFailsWithinTheTimeout) {
   if (!dist::dist_available()) GTEST_SKIP() << "built without c10d (IRIS_WITH_DIST)";
   DistEnv env{0, 2, 0, "127.0.0.1", dist::free_tcp_port()};

@@ -4,7 +4,13 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <fstream>
+#include <iostream>
+
 #include "core/build_info.h"
+#include "core/error.h"
+#include "core/run_dir.h"
 #include "data/synthetic_video.h"
 #include "io/checkpoint.h"
 #include "test_util.h"
@@ -84,6 +90,128 @@ TEST(Sam2Trainer, RecipeRunTrainsItsPartsAndRecordsBaselineAndEpochs) {
   EXPECT_EQ(record.recipe, "md");
   EXPECT_EQ(record.trainable_modules, std::vector<std::string>{"mask_decoder"});
   EXPECT_FALSE(record.is_baseline);
+}
+
+// Largest |a - b| / max|a| over the tensors of two state dicts.
+double max_relative_difference(const io::StateDict& a, const io::StateDict& b) {
+  double worst = 0;
+  for (const auto& [name, x] : a) {
+    const auto* y = b.find(name);
+    EXPECT_NE(y, nullptr) << name;
+    if (y == nullptr) continue;
+    const double scale = std::max(x.abs().max().item<double>(), 1e-12);
+    worst = std::max(worst,
+                     (x.to(at::kDouble) - y->to(at::kDouble)).abs().max().item<double>() / scale);
+  }
+  return worst;
+}
+
+TEST(Sam2Trainer, AStoppedRunResumesAtTheNextEpochAndEndsAsAnUninterruptedOne) {
+  if (!build::kHaveOpenCV) GTEST_SKIP() << "needs OpenCV";
+  if (!fs::exists(test::sam2_fixture()))
+    GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
+  test::TempDir dir;
+  SyntheticVideoOptions s;
+  s.videos = 1;
+  s.frames = 8;
+  s.width = 128;
+  s.height = 128;
+  s.instruments = 2;
+  s.seed = 5;
+  write_synthetic_videos(s, dir / "train");
+  s.frames = 2;
+  s.seed = 6;
+  write_synthetic_videos(s, dir / "val");
+  // 4 clips of 2 frames, 2 clips per step: 2 steps an epoch, 3 epochs. Point prompts draw random
+  // clicks and the memory attention has dropout: a resumed epoch must draw the same ones.
+  Sam2TrainConfig c;
+  c.run.root = (dir / "runs").string();
+  c.run.threads = 1;
+  c.recipe = "md+pe";
+  c.model.config = (test::sam2_fixture() / "config.yaml").string();
+  c.model.checkpoint = (test::sam2_fixture() / "checkpoint.pt").string();
+  c.model.prompt_type = "point";
+  c.data.train = (dir / "train").string();
+  c.data.val = (dir / "val").string();
+  c.data.clip_length = 2;
+  c.data.clip_stride = 2;
+  c.train.max_epochs = 3;
+  c.train.grad_accum = 2;
+  c.train.warmup = 0;
+  c.train.lr = 1e-3;
+
+  c.run.name = "whole";
+  const auto whole = train_sam2(c);
+  EXPECT_TRUE(whole.finished);
+  EXPECT_EQ(whole.steps, 6);
+
+  c.run.name = "parts";
+  TrainSession session;
+  session.stop_after = 1;
+  const auto first = train_sam2(c, session, nullptr);
+  EXPECT_FALSE(first.finished);
+  EXPECT_EQ(first.steps, 2);
+  const fs::path parts = dir / "runs" / "parts";
+  EXPECT_FALSE(fs::exists(parts / "summary.json")) << "a stopped run is not finished";
+  // An interruption in the middle of epoch 2 leaves rows the resumed session runs again.
+  RunDir::existing(parts).append_metrics({{"step", 3}, {"epoch", 2}, {"train/loss", 9.0}});
+  session.stop_after = 0;
+  session.resume = parts.string();
+  const auto rest = train_sam2(c, session, nullptr);
+  EXPECT_TRUE(rest.finished);
+  EXPECT_EQ(rest.resumed_from_epoch, 1);
+  EXPECT_EQ(rest.steps, 6);
+  EXPECT_EQ(rest.best_epoch, whole.best_epoch);
+  EXPECT_DOUBLE_EQ(rest.baseline_dice, whole.baseline_dice);
+  EXPECT_DOUBLE_EQ(rest.best_dice, whole.best_dice);
+  EXPECT_EQ(rest.epoch_train_seconds.size(), 3u);
+
+  const auto start = io::select_state_dict(
+      io::read_checkpoint(test::sam2_fixture() / "checkpoint.pt").root, "", "ckpt");
+  const auto a = io::read_safetensors(dir / "runs/whole/checkpoints/last.safetensors").tensors;
+  const auto b = io::read_safetensors(parts / "checkpoints/last.safetensors").tensors;
+  EXPECT_GT(max_relative_difference(start, a), 1e-4) << "the steps changed the weights";
+  const double diff = max_relative_difference(a, b);
+  std::cout << "[measure] max relative weight difference, 3 epochs vs 1 + resumed 2: " << diff
+            << "\n";
+  EXPECT_LE(diff, 1e-6);
+
+  // The same rows, the interrupted session's extra row gone; the same summary.
+  const auto rows_whole = RunDir::existing(dir / "runs/whole").read_metrics();
+  const auto rows_parts = RunDir::existing(parts).read_metrics();
+  ASSERT_EQ(rows_whole.size(), rows_parts.size());
+  for (std::size_t i = 0; i < rows_whole.size(); ++i) {
+    EXPECT_EQ(rows_whole[i].value("step", -1), rows_parts[i].value("step", -1)) << "row " << i;
+    for (const char* key : {"train/loss", "eval/Dice", "lr"}) {
+      if (!rows_whole[i].contains(key) || rows_whole[i][key].is_null()) continue;
+      ASSERT_TRUE(rows_parts[i].contains(key)) << key << " row " << i;
+      EXPECT_NEAR(rows_whole[i][key].get<double>(), rows_parts[i][key].get<double>(), 1e-6)
+          << key << " row " << i;
+    }
+  }
+  const auto summary_whole = RunDir::existing(dir / "runs/whole").read_summary();
+  const auto summary_parts = RunDir::existing(parts).read_summary();
+  EXPECT_EQ(summary_parts["steps"], 6);
+  EXPECT_EQ(summary_parts["best_epoch"], summary_whole["best_epoch"]);
+  EXPECT_NEAR(summary_parts["eval/Dice"].get<double>(), summary_whole["eval/Dice"].get<double>(),
+              1e-6);
+
+  // Resuming a finished run does nothing.
+  const auto again = train_sam2(c, session, nullptr);
+  EXPECT_TRUE(again.already_finished);
+  EXPECT_EQ(again.steps, 6);
+
+  // A damaged state file is named.
+  fs::copy(parts, dir / "runs" / "broken", fs::copy_options::recursive);
+  std::ofstream(dir / "runs/broken/checkpoints/resume.pt", std::ios::trunc) << "not a checkpoint";
+  session.resume = (dir / "runs" / "broken").string();
+  c.run.name = "broken";
+  try {
+    train_sam2(c, session, nullptr);
+    ADD_FAILURE() << "a damaged resume.pt was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("resume.pt"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

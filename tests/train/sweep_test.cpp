@@ -443,12 +443,14 @@ int64_t mtime_ns(const fs::path& p) {
 }
 
 // `iris sweep` killed (SIGKILL) while its second run trains: the next `iris sweep` leaves the
-// finished run alone, starts the interrupted one again from scratch and finishes the rest, with
-// two worker processes.
+// finished run alone, resumes the interrupted one after its last saved epoch and finishes the
+// rest, with two worker processes.
 TEST(SweepRun, KilledSweepResumesWithoutRerunningFinishedRuns) {
   if (!have_inputs()) GTEST_SKIP() << "needs OpenCV and ../shared/fixtures/sam2/micro_seed0";
   TinyStudy study;
   study.config.datasets["synth"].test.clear();
+  // Three epochs: the second run is killed after one of its saved states, epoch 0 to 2.
+  study.config.base.train.max_epochs = 3;
   const fs::path yaml = study.dir / "sweep.yaml";
   write_sweep_yaml(study.config, yaml);
   const auto runs = expand_sweep(study.config);
@@ -470,12 +472,12 @@ TEST(SweepRun, KilledSweepResumesWithoutRerunningFinishedRuns) {
   ASSERT_EQ(posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv.data(), environ), 0);
   posix_spawn_file_actions_destroy(&actions);
 
-  // Kill once the first run has finished and the second has begun writing its folder.
+  // Kill once the first run has finished and the second has saved its baseline state (epoch 0).
   const auto deadline = Clock::now() + std::chrono::seconds(120);
   bool ready = false;
   while (Clock::now() < deadline) {
     if (sweep_run_state(first.string()) == SweepRunState::kFinished &&
-        fs::exists(second / "config.yaml")) {
+        fs::exists(second / "checkpoints" / "resume.pt")) {
       ready = true;
       break;
     }
@@ -497,11 +499,12 @@ TEST(SweepRun, KilledSweepResumesWithoutRerunningFinishedRuns) {
   EXPECT_NE(r.output.find("1 finished before, 2 to run with 2 workers"), std::string::npos)
       << r.output;
   EXPECT_NE(
-      r.output.find("run " + runs[1].name + " was interrupted; starting it again from scratch"),
+      r.output.find("run " + runs[1].name + " was interrupted; resuming it after its last epoch"),
       std::string::npos)
       << r.output;
-  EXPECT_NE(r.output.find("3 runs, 1 finished before, 2 ran (1 started again), 0 failed"),
-            std::string::npos)
+  EXPECT_NE(
+      r.output.find("3 runs, 1 finished before, 2 ran (0 started again, 1 resumed), 0 failed"),
+      std::string::npos)
       << r.output;
   EXPECT_EQ(read_text(first / "summary.json"), summary);
   EXPECT_EQ(mtime_ns(first / "summary.json"), summary_time);
@@ -510,11 +513,17 @@ TEST(SweepRun, KilledSweepResumesWithoutRerunningFinishedRuns) {
     EXPECT_EQ(sweep_run_state((study.sweep_dir() / run.name).string()), SweepRunState::kFinished)
         << run.name;
   }
-  // The restarted run is a fresh one: one baseline evaluation, one epoch.
+  // The resumed run kept the evaluations before its saved state and added the rest: the
+  // baseline and three epochs, none twice.
+  std::set<int64_t> eval_epochs;
   int64_t evals = 0;
-  for (const auto& row : RunDir::existing(second).read_metrics())
-    evals += row.contains("eval/Dice");
-  EXPECT_EQ(evals, 2);
+  for (const auto& row : RunDir::existing(second).read_metrics()) {
+    if (!row.contains("eval/Dice")) continue;
+    ++evals;
+    eval_epochs.insert(row.value("epoch", int64_t{-1}));
+  }
+  EXPECT_EQ(evals, 4);
+  EXPECT_EQ(eval_epochs, (std::set<int64_t>{0, 1, 2, 3}));
   EXPECT_TRUE(fs::exists(study.sweep_dir() / "logs" / (runs[1].name + ".log")));
   for (const auto& entry : fs::directory_iterator(study.sweep_dir())) {
     EXPECT_EQ(entry.path().filename().string().find(".removing-"), std::string::npos);
