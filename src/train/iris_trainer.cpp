@@ -680,17 +680,21 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
       loss_sum = sums[0].item<double>();
       dice_sum = sums[1].item<double>();
     }
+    // The gradient reduction left after backward (what overlapping did not hide).
+    const auto sync_start = Clock::now();
     gradients.finish();
+    double sync_ms = ms_since(sync_start);
     if (group) {
       group->all_reduce_sum({step_embeddings, step_classes});
-      const auto sums = group->all_reduce_sum(
-          {loss_sum, dice_sum, static_cast<double>(dice_n), data_ms, compute_ms + ms_since(t0)});
+      const auto sums = group->all_reduce_sum({loss_sum, dice_sum, static_cast<double>(dice_n),
+                                               data_ms, compute_ms + ms_since(t0), sync_ms});
       loss_sum = sums[0];
       dice_sum = sums[1];
       dice_n = static_cast<int64_t>(sums[2]);
       // Time per rank, averaged: the ranks run side by side.
       data_ms = sums[3] / world_size;
       compute_ms = sums[4] / world_size;
+      sync_ms = sums[5] / world_size;
       t0 = Clock::now();
     }
     // All ranks hold the same summed gradients, so they take the same decision.
@@ -730,6 +734,7 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
             {"lr", lr},
             {"time/data_ms", data_ms},
             {"time/compute_ms", compute_ms},
+            {"time/sync_ms", sync_ms},
             {"samples_per_s", 1000.0 * config.optim.batch / std::max(1e-9, data_ms + compute_ms)},
             {"memory/peak_rss_mb", peak_rss_mb()}};
         if (device.is_cuda()) row["memory/peak_gpu_mb"] = step_peak_gpu_mb;

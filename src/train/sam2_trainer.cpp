@@ -502,15 +502,19 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const TrainSession& se
     const std::clock_t epoch_cpu_start = std::clock();
     // The gradient sync point: sums over the ranks, then one optimiser step everywhere.
     auto finish_step = [&] {
+      // The gradient reduction left after backward (what overlapping did not hide).
+      const auto sync_start = Clock::now();
       gradients.finish();
+      double sync_ms = std::chrono::duration<double, std::milli>(Clock::now() - sync_start).count();
       step_loss = step_loss_sum.item<double>();  // the step's readback: logged
       step_loss_sum.zero_();
       if (group) {
         const auto sums = group->all_reduce_sum(
-            std::vector<double>{step_loss, static_cast<double>(step_used), step_data_ms});
+            std::vector<double>{step_loss, static_cast<double>(step_used), step_data_ms, sync_ms});
         step_loss = sums[0];
         step_used = static_cast<int64_t>(sums[1]);
         step_data_ms = sums[2] / world_size;  // per rank: the ranks load side by side
+        sync_ms = sums[3] / world_size;
       }
       ++step;
       const double lr = schedule.lr(step);
@@ -541,6 +545,7 @@ Sam2TrainResult train_sam2(const Sam2TrainConfig& config, const TrainSession& se
                            {"train/loss", mean_loss},
                            {"lr", lr},
                            {"time/data_ms", step_data_ms},
+                           {"time/sync_ms", sync_ms},
                            {"time/step_ms", ms},
                            {"memory/rss_mb", current_rss_mb()}};
         if (device.is_cuda()) row["memory/peak_gpu_mb"] = cuda_peak_allocated_mb(device);
