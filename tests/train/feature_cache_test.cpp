@@ -241,7 +241,8 @@ TinyRun run_tiny(const fs::path& dir, const std::string& name, const std::string
   r.result = train_sam2(c);
   const RunDir run = RunDir::existing(r.result.run_dir);
   for (auto row : run.read_metrics()) {
-    for (const char* k : {"time/data_ms", "time/step_ms", "memory/rss_mb"}) row.erase(k);
+    for (const char* k : {"time/data_ms", "time/sync_ms", "time/step_ms", "memory/rss_mb"})
+      row.erase(k);
     r.rows.push_back(row);
   }
   r.last =

@@ -49,9 +49,9 @@ TEST(IrisTrainer3D, TrainsOnPatchesOfSyntheticVolumes) {
   const auto rows = run.read_metrics();
   ASSERT_EQ(rows.size(), 3u + 2u) << "3 step rows and validations at steps 2 and 3";
   // The fields of the 2D trainer's rows.
-  const std::set<std::string> step_keys{
-      "step",         "train/loss",      "train/dice",    "lr",
-      "time/data_ms", "time/compute_ms", "samples_per_s", "memory/peak_rss_mb"};
+  const std::set<std::string> step_keys{"step",         "train/loss",    "train/dice",
+                                        "lr",           "time/data_ms",  "time/compute_ms",
+                                        "time/sync_ms", "samples_per_s", "memory/peak_rss_mb"};
   const std::set<std::string> val_keys{"step", "val/loss", "val/dice", "val/dice_per_class"};
   EXPECT_EQ(keys(rows[0]), step_keys);
   EXPECT_EQ(keys(rows[2]), val_keys);
