@@ -304,9 +304,7 @@ void save_checkpoint(const models::IrisModel& model, torch::optim::Optimizer& op
   archive.write("state/seconds", c10::IValue(state.seconds));
   save_cpu_generator(archive);
   models::save_memory_bank(bank, archive);
-  if (scaler) {
-    for (const auto& [key, value] : scaler->state_dict()) archive.write("scaler/" + key, value);
-  }
+  save_scaler(archive, scaler);
   std::ostringstream bytes;
   archive.save_to(bytes);
   write_file_atomic(path, bytes.str());
@@ -329,24 +327,13 @@ TrainState load_checkpoint(const fs::path& path, models::IrisModel& model,
     at::Tensor step;
     archive.read("step", step);
     state.step = step.item<int64_t>();
-    c10::IValue v;
-    archive.read("state/best_dice", v);
-    state.best_dice = v.toDouble();
-    archive.read("state/best_step", v);
-    state.best_step = v.toInt();
-    archive.read("state/final_train_loss", v);
-    state.final_train_loss = v.toDouble();
-    archive.read("state/seconds", v);
-    state.seconds = v.toDouble();
+    state.best_dice = read_value(archive, "state/best_dice").toDouble();
+    state.best_step = read_value(archive, "state/best_step").toInt();
+    state.final_train_loss = read_value(archive, "state/final_train_loss").toDouble();
+    state.seconds = read_value(archive, "state/seconds").toDouble();
     load_cpu_generator(archive);
     bank = models::load_memory_bank(archive);
-    if (scaler) {
-      std::map<std::string, at::Tensor> scaler_state;
-      for (const char* key : {"scale", "growth_tracker"}) {
-        archive.read(std::string("scaler/") + key, scaler_state[key]);
-      }
-      scaler->load_state_dict(scaler_state);
-    }
+    load_scaler(archive, scaler);
   } catch (const c10::Error& e) {
     throw InputError(file_message(path.string(), std::string("not a resumable IRIS checkpoint: ") +
                                                      e.what_without_backtrace()));

@@ -6,10 +6,12 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <map>
 #include <mutex>
 #include <sstream>
 
 #include "core/atomic_file.h"
+#include "core/precision.h"
 
 namespace iris {
 
@@ -62,6 +64,26 @@ void load_cpu_generator(torch::serialize::InputArchive& archive) {
   auto generator = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(generator.mutex());
   generator.set_state(state);
+}
+
+void save_scaler(torch::serialize::OutputArchive& archive, const LossScaler* scaler) {
+  if (!scaler) return;
+  for (const auto& [key, value] : scaler->state_dict()) archive.write("scaler/" + key, value);
+}
+
+void load_scaler(torch::serialize::InputArchive& archive, LossScaler* scaler) {
+  if (!scaler) return;
+  std::map<std::string, at::Tensor> state;
+  for (const char* key : {"scale", "growth_tracker"}) {
+    archive.read(std::string("scaler/") + key, state[key]);
+  }
+  scaler->load_state_dict(state);
+}
+
+c10::IValue read_value(torch::serialize::InputArchive& archive, const std::string& key) {
+  c10::IValue value;
+  archive.read(key, value);
+  return value;
 }
 
 }  // namespace iris

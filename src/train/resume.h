@@ -2,6 +2,8 @@
 // rows of the steps that run again, and the CPU generator's state.
 #pragma once
 
+#include <ATen/core/ivalue.h>
+
 #include <cstdint>
 #include <string>
 
@@ -19,6 +21,7 @@ namespace iris {
 namespace dist {
 class DistContext;
 }
+class LossScaler;
 
 // How one call of a trainer runs: a new run or the continuation of a stopped one.
 struct TrainSession {
@@ -61,5 +64,12 @@ Config config_for_resume(const RunDir& run, const Config& given) {
 // The default CPU generator's state, under the key "rng/torch_cpu".
 void save_cpu_generator(torch::serialize::OutputArchive& archive);
 void load_cpu_generator(torch::serialize::InputArchive& archive);
+
+// A fp16 run's loss scaler under "scaler/..."; nothing without a scaler (null).
+void save_scaler(torch::serialize::OutputArchive& archive, const LossScaler* scaler);
+void load_scaler(torch::serialize::InputArchive& archive, LossScaler* scaler);
+
+// One saved number, flag or string.
+c10::IValue read_value(torch::serialize::InputArchive& archive, const std::string& key);
 
 }  // namespace iris

@@ -9,7 +9,6 @@
 #include <cmath>
 #include <ctime>
 #include <limits>
-#include <map>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -111,9 +110,7 @@ void save_sam2_state(torch::nn::Module& model, torch::optim::Optimizer* optimize
   archive.write("state/seconds", c10::IValue(state.seconds));
   archive.write("state/peak_gpu_mb", c10::IValue(state.peak_gpu_mb));
   save_cpu_generator(archive);
-  if (scaler) {
-    for (const auto& [key, value] : scaler->state_dict()) archive.write("scaler/" + key, value);
-  }
+  save_scaler(archive, scaler);
   std::ostringstream bytes;
   archive.save_to(bytes);
   write_file_atomic(path, bytes.str());
@@ -138,40 +135,25 @@ Sam2TrainState load_sam2_state(const fs::path& path, const c10::Device& device,
       archive.read("optimizer", optim_archive);
       optimizer->load(optim_archive);
     }
-    c10::IValue v;
-    archive.read("state/epoch", v);
-    state.epoch = v.toInt();
-    archive.read("state/step", v);
-    state.step = v.toInt();
-    archive.read("state/best", v);
-    state.best = v.toDouble();
-    archive.read("state/best_epoch", v);
-    state.best_epoch = v.toInt();
-    archive.read("state/model_is_best", v);
-    state.model_is_best = v.toBool();
-    archive.read("state/baseline_dice", v);
-    state.baseline_dice = v.toDouble();
-    archive.read("state/best_row", v);
-    state.best_row = nlohmann::json::parse(v.toStringRef());
-    at::Tensor t;
-    archive.read("state/epoch_train_seconds", t);
-    state.epoch_train_seconds = doubles(t);
-    archive.read("state/epoch_val_seconds", t);
-    state.epoch_val_seconds = doubles(t);
-    archive.read("state/epoch_cpu_seconds", t);
-    state.epoch_cpu_seconds = doubles(t);
-    archive.read("state/seconds", v);
-    state.seconds = v.toDouble();
-    archive.read("state/peak_gpu_mb", v);
-    state.peak_gpu_mb = v.toDouble();
+    state.epoch = read_value(archive, "state/epoch").toInt();
+    state.step = read_value(archive, "state/step").toInt();
+    state.best = read_value(archive, "state/best").toDouble();
+    state.best_epoch = read_value(archive, "state/best_epoch").toInt();
+    state.model_is_best = read_value(archive, "state/model_is_best").toBool();
+    state.baseline_dice = read_value(archive, "state/baseline_dice").toDouble();
+    state.best_row = nlohmann::json::parse(read_value(archive, "state/best_row").toStringRef());
+    auto read_doubles = [&](const char* key) {
+      at::Tensor t;
+      archive.read(key, t);
+      return doubles(t);
+    };
+    state.epoch_train_seconds = read_doubles("state/epoch_train_seconds");
+    state.epoch_val_seconds = read_doubles("state/epoch_val_seconds");
+    state.epoch_cpu_seconds = read_doubles("state/epoch_cpu_seconds");
+    state.seconds = read_value(archive, "state/seconds").toDouble();
+    state.peak_gpu_mb = read_value(archive, "state/peak_gpu_mb").toDouble();
     load_cpu_generator(archive);
-    if (scaler) {
-      std::map<std::string, at::Tensor> scaler_state;
-      for (const char* key : {"scale", "growth_tracker"}) {
-        archive.read(std::string("scaler/") + key, scaler_state[key]);
-      }
-      scaler->load_state_dict(scaler_state);
-    }
+    load_scaler(archive, scaler);
   } catch (const c10::Error& e) {
     throw InputError(file_message(
         path.string(), std::string("not a resumable SAM2 state: ") + e.what_without_backtrace()));

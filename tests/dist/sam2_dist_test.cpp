@@ -15,6 +15,7 @@
 #include "data/synthetic_video.h"
 #include "dist/process_group.h"
 #include "io/checkpoint.h"
+#include "state_dict_util.h"
 #include "test_util.h"
 
 namespace iris {
@@ -22,22 +23,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-
-// Largest |a - b| / max|a| over the tensors of two state dicts; `changed` counts tensors that
-// differ from `start`.
-double max_relative_difference(const io::StateDict& a, const io::StateDict& b) {
-  double worst = 0;
-  for (const auto& [name, x] : a) {
-    const auto* y = b.find(name);
-    EXPECT_NE(y, nullptr) << name;
-    if (y == nullptr) continue;
-    const double scale = std::max(x.abs().max().item<double>(), 1e-12);
-    worst = std::max(worst,
-                     (x.to(at::kDouble) - y->to(at::kDouble)).abs().max().item<double>() / scale);
-  }
-  return worst;
-}
 
 TEST(DistSam2, TwoProcessesEndWithTheWeightsOfOneProcessWithTheSameGlobalBatch) {
   if (!dist::dist_available()) GTEST_SKIP() << "built without c10d (IRIS_WITH_DIST)";
@@ -86,8 +71,8 @@ TEST(DistSam2, TwoProcessesEndWithTheWeightsOfOneProcessWithTheSameGlobalBatch) 
       io::select_state_dict(io::read_checkpoint(test::sam2_fixture() / "checkpoint.pt").root, "", "ckpt");
   const auto a = io::read_safetensors(dir / "runs/one/checkpoints/last.safetensors").tensors;
   const auto b = io::read_safetensors(dir / "runs/two/checkpoints/last.safetensors").tensors;
-  EXPECT_GT(max_relative_difference(start, a), 1e-4) << "the steps changed the weights";
-  const double diff = max_relative_difference(a, b);
+  EXPECT_GT(test::max_relative_difference(start, a), 1e-4) << "the steps changed the weights";
+  const double diff = test::max_relative_difference(a, b);
   std::cout << "[measure] max relative weight difference, 1 vs 2 processes after 2 steps: " << diff
             << "\n";
   EXPECT_LE(diff, 1e-6);

@@ -13,6 +13,7 @@
 #include "core/run_dir.h"
 #include "data/synthetic_video.h"
 #include "io/checkpoint.h"
+#include "state_dict_util.h"
 #include "test_util.h"
 #include "track/run_store.h"
 #include "train/recipes.h"
@@ -92,20 +93,6 @@ TEST(Sam2Trainer, RecipeRunTrainsItsPartsAndRecordsBaselineAndEpochs) {
   EXPECT_FALSE(record.is_baseline);
 }
 
-// Largest |a - b| / max|a| over the tensors of two state dicts.
-double max_relative_difference(const io::StateDict& a, const io::StateDict& b) {
-  double worst = 0;
-  for (const auto& [name, x] : a) {
-    const auto* y = b.find(name);
-    EXPECT_NE(y, nullptr) << name;
-    if (y == nullptr) continue;
-    const double scale = std::max(x.abs().max().item<double>(), 1e-12);
-    worst = std::max(worst,
-                     (x.to(at::kDouble) - y->to(at::kDouble)).abs().max().item<double>() / scale);
-  }
-  return worst;
-}
-
 TEST(Sam2Trainer, AStoppedRunResumesAtTheNextEpochAndEndsAsAnUninterruptedOne) {
   if (!build::kHaveOpenCV) GTEST_SKIP() << "needs OpenCV";
   if (!fs::exists(test::sam2_fixture()))
@@ -170,8 +157,8 @@ TEST(Sam2Trainer, AStoppedRunResumesAtTheNextEpochAndEndsAsAnUninterruptedOne) {
       io::read_checkpoint(test::sam2_fixture() / "checkpoint.pt").root, "", "ckpt");
   const auto a = io::read_safetensors(dir / "runs/whole/checkpoints/last.safetensors").tensors;
   const auto b = io::read_safetensors(parts / "checkpoints/last.safetensors").tensors;
-  EXPECT_GT(max_relative_difference(start, a), 1e-4) << "the steps changed the weights";
-  const double diff = max_relative_difference(a, b);
+  EXPECT_GT(test::max_relative_difference(start, a), 1e-4) << "the steps changed the weights";
+  const double diff = test::max_relative_difference(a, b);
   std::cout << "[measure] max relative weight difference, 3 epochs vs 1 + resumed 2: " << diff
             << "\n";
   EXPECT_LE(diff, 1e-6);
