@@ -293,9 +293,7 @@ void save_checkpoint(const models::IrisModel& model, torch::optim::Optimizer& op
                      const LossScaler* scaler, const fs::path& path) {
   torch::serialize::OutputArchive archive;
   model->save(archive);
-  torch::serialize::OutputArchive optim_archive;
-  optimizer.save(optim_archive);
-  archive.write("optimizer", optim_archive);
+  save_optimizer(archive, &optimizer);
   // The schedule is a pure function of the step, so the step is its whole state.
   archive.write("step", torch::tensor(state.step));
   archive.write("state/best_dice", c10::IValue(state.best_dice));
@@ -321,9 +319,7 @@ TrainState load_checkpoint(const fs::path& path, models::IrisModel& model,
     torch::serialize::InputArchive archive;
     archive.load_from(path.string());
     model->load(archive);
-    torch::serialize::InputArchive optim_archive;
-    archive.read("optimizer", optim_archive);
-    optimizer.load(optim_archive);
+    load_optimizer(archive, &optimizer);
     at::Tensor step;
     archive.read("step", step);
     state.step = step.item<int64_t>();

@@ -66,6 +66,20 @@ void load_cpu_generator(torch::serialize::InputArchive& archive) {
   generator.set_state(state);
 }
 
+void save_optimizer(torch::serialize::OutputArchive& archive, torch::optim::Optimizer* optimizer) {
+  if (!optimizer) return;
+  torch::serialize::OutputArchive optim_archive;
+  optimizer->save(optim_archive);
+  archive.write("optimizer", optim_archive);
+}
+
+void load_optimizer(torch::serialize::InputArchive& archive, torch::optim::Optimizer* optimizer) {
+  if (!optimizer) return;
+  torch::serialize::InputArchive optim_archive;
+  archive.read("optimizer", optim_archive);
+  optimizer->load(optim_archive);
+}
+
 void save_scaler(torch::serialize::OutputArchive& archive, const LossScaler* scaler) {
   if (!scaler) return;
   for (const auto& [key, value] : scaler->state_dict()) archive.write("scaler/" + key, value);

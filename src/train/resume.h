@@ -15,6 +15,9 @@ namespace torch::serialize {
 class InputArchive;
 class OutputArchive;
 }  // namespace torch::serialize
+namespace torch::optim {
+class Optimizer;
+}  // namespace torch::optim
 
 namespace iris {
 
@@ -64,6 +67,10 @@ Config config_for_resume(const RunDir& run, const Config& given) {
 // The default CPU generator's state, under the key "rng/torch_cpu".
 void save_cpu_generator(torch::serialize::OutputArchive& archive);
 void load_cpu_generator(torch::serialize::InputArchive& archive);
+
+// An optimiser's state under "optimizer"; nothing without an optimiser (null).
+void save_optimizer(torch::serialize::OutputArchive& archive, torch::optim::Optimizer* optimizer);
+void load_optimizer(torch::serialize::InputArchive& archive, torch::optim::Optimizer* optimizer);
 
 // A fp16 run's loss scaler under "scaler/..."; nothing without a scaler (null).
 void save_scaler(torch::serialize::OutputArchive& archive, const LossScaler* scaler);

@@ -92,11 +92,7 @@ void save_sam2_state(torch::nn::Module& model, torch::optim::Optimizer* optimize
                      const LossScaler* scaler, const Sam2TrainState& state, const fs::path& path) {
   torch::serialize::OutputArchive archive;
   model.save(archive);
-  if (optimizer) {
-    torch::serialize::OutputArchive optim_archive;
-    optimizer->save(optim_archive);
-    archive.write("optimizer", optim_archive);
-  }
+  save_optimizer(archive, optimizer);
   archive.write("state/epoch", c10::IValue(state.epoch));
   archive.write("state/step", c10::IValue(state.step));
   archive.write("state/best", c10::IValue(state.best));
@@ -130,11 +126,7 @@ Sam2TrainState load_sam2_state(const fs::path& path, const c10::Device& device,
     torch::serialize::InputArchive archive;
     archive.load_from(path.string(), device);
     model.load(archive);
-    if (optimizer) {
-      torch::serialize::InputArchive optim_archive;
-      archive.read("optimizer", optim_archive);
-      optimizer->load(optim_archive);
-    }
+    load_optimizer(archive, optimizer);
     state.epoch = read_value(archive, "state/epoch").toInt();
     state.step = read_value(archive, "state/step").toInt();
     state.best = read_value(archive, "state/best").toDouble();

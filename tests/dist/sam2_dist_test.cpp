@@ -12,9 +12,9 @@
 
 #include "core/build_info.h"
 #include "core/run_dir.h"
-#include "data/synthetic_video.h"
 #include "dist/process_group.h"
 #include "io/checkpoint.h"
+#include "sam2_train_util.h"
 #include "state_dict_util.h"
 #include "test_util.h"
 
@@ -29,17 +29,7 @@ TEST(DistSam2, TwoProcessesEndWithTheWeightsOfOneProcessWithTheSameGlobalBatch) 
   if (!build::kHaveOpenCV) GTEST_SKIP() << "needs OpenCV";
   if (!fs::exists(test::sam2_fixture())) GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
   test::TempDir dir;
-  SyntheticVideoOptions s;
-  s.videos = 1;
-  s.frames = 8;
-  s.width = 128;
-  s.height = 128;
-  s.instruments = 2;
-  s.seed = 5;
-  write_synthetic_videos(s, dir / "train");
-  s.frames = 2;
-  s.seed = 6;
-  write_synthetic_videos(s, dir / "val");
+  test::write_tiny_train_and_val_videos(dir.path());
 
   // 8 frames = 4 clips of 2; a global batch of 2 clips gives 2 optimiser steps. Point prompts
   // draw random clicks and the memory attention has dropout: both must not depend on the split.

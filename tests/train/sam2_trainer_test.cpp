@@ -13,6 +13,7 @@
 #include "core/run_dir.h"
 #include "data/synthetic_video.h"
 #include "io/checkpoint.h"
+#include "sam2_train_util.h"
 #include "state_dict_util.h"
 #include "test_util.h"
 #include "track/run_store.h"
@@ -98,17 +99,7 @@ TEST(Sam2Trainer, AStoppedRunResumesAtTheNextEpochAndEndsAsAnUninterruptedOne) {
   if (!fs::exists(test::sam2_fixture()))
     GTEST_SKIP() << "needs ../shared/fixtures/sam2/micro_seed0";
   test::TempDir dir;
-  SyntheticVideoOptions s;
-  s.videos = 1;
-  s.frames = 8;
-  s.width = 128;
-  s.height = 128;
-  s.instruments = 2;
-  s.seed = 5;
-  write_synthetic_videos(s, dir / "train");
-  s.frames = 2;
-  s.seed = 6;
-  write_synthetic_videos(s, dir / "val");
+  test::write_tiny_train_and_val_videos(dir.path());
   // 4 clips of 2 frames, 2 clips per step: 2 steps an epoch, 3 epochs. Point prompts draw random
   // clicks and the memory attention has dropout: a resumed epoch must draw the same ones.
   Sam2TrainConfig c;
