@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "train/demo_study.h"
 #if IRIS_HAVE_NIFTI
+#include "data/synthetic_subjects.h"
 #include "eval/iris_unseen_eval.h"
 #include "report/training_report.h"
 #include "train/iris_trainer.h"
@@ -121,9 +122,27 @@ std::function<int()> setup_demo(CLI::App& app, const GlobalOptions& globals) {
     UnseenEvalOptions eval_options;
     eval_options.slice_size = config.data.slice_size;
     eval_options.min_area = config.data.min_area;
-    const auto results = evaluate_unseen_structures(
-        best, untrained, atlas, {"brodmann", "HarvardOxford-cort", "JHU-WhiteMatter"},
-        eval_options);
+    const std::vector<std::string> unseen{"brodmann", "HarvardOxford-cort", "JHU-WhiteMatter"};
+    std::vector<StructureResult> results;
+    if (config.data.source == "subjects") {
+      // The real Colin27 in a pose no training subject had, references from subjects generated
+      // past the training and validation ones.
+      SubjectOptions subject_options;
+      subject_options.spacing_mm = config.data.subject_spacing;
+      const uint64_t first_reference =
+          static_cast<uint64_t>(config.data.subject_seed) * 1000003ULL +
+          static_cast<uint64_t>(config.data.subjects + config.data.validation_subjects);
+      const Subject query = pose_atlas(atlas, subject_options, first_reference + 999);
+      std::vector<Subject> references;
+      for (int64_t r = 0; r < eval_options.ensemble_references; ++r) {
+        references.push_back(
+            make_subject(atlas, subject_options, first_reference + static_cast<uint64_t>(r)));
+      }
+      results = evaluate_unseen_cross_subject(best, untrained, atlas, query, references, unseen,
+                                              eval_options);
+    } else {
+      results = evaluate_unseen_structures(best, untrained, atlas, unseen, eval_options);
+    }
     const std::string markdown = unseen_results_markdown(results, eval_options);
     write_file_atomic(fs::path(trained.run_dir) / "eval.json",
                       unseen_results_json(results, eval_options).dump(2) + "\n");

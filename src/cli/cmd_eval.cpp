@@ -20,6 +20,8 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/iris_predict.h"
+#include "cli/cmd_predict.h"
+#include "data/dataset_episodes.h"
 #include "train/iris_trainer.h"
 #endif
 
@@ -80,6 +82,8 @@ struct EvalIrisOptions {
   int64_t tuning_steps = 20;
   double tuning_lr = 1e-3;
   int64_t top_k = 3;
+  std::string modality;
+  double nsd_tolerance = 2.0;
 };
 
 int run_eval_iris(const EvalIrisOptions& o, const GlobalOptions& g) {
@@ -94,11 +98,20 @@ int run_eval_iris(const EvalIrisOptions& o, const GlobalOptions& g) {
   options.references = o.references;
   options.max_queries = o.max_queries;
   options.predict.classes = o.classes;
-  options.predict.slice_size = config.data.slice_size;
+  std::string modality = o.modality;
+  if (modality.empty()) modality = dataset_json_modality(o.pool);
+  use_training_preparation(options.predict, config, modality);
   options.predict.window.window = o.window;
   options.predict.tuning.steps = o.tuning_steps;
   options.predict.tuning.lr = o.tuning_lr;
   options.predict.retrieval.top_k = o.top_k;
+  // The untrained baseline: the network as the run initialised it (run.seed), before any step.
+  torch::manual_seed(static_cast<uint64_t>(config.run.seed));
+  models::IrisModel untrained(config.model.options);
+  untrained->to(device);
+  untrained->eval();
+  options.untrained = &untrained;
+  options.nsd_tolerance = o.nsd_tolerance;
   const auto result = [&] {
     AutocastScope autocast(device, parse_precision(precision_or_default(g)));
     return evaluate_iris(model, o.pool, options);
@@ -164,6 +177,12 @@ std::function<int()> setup_eval(CLI::App& app, const GlobalOptions& globals) {
       ->capture_default_str();
   i->add_option("--top-k", io->top_k, "retrieval: embeddings averaged per class")
       ->capture_default_str();
+  i->add_option("--nsd-tolerance", io->nsd_tolerance,
+                "NSD tolerance in mm (pixels for 2D images)")
+      ->capture_default_str();
+  i->add_option("--modality", io->modality,
+                "CT, MR, PET or other: intensity preparation (default: the pool's dataset.json, "
+                "else the training data's)");
   const GlobalOptions* g = &globals;
   return [o, s, io, i, g]() -> int {
     if (s->parsed()) return run_eval_sam2(*o, *g);

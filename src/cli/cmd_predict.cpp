@@ -118,7 +118,24 @@ struct PredictIrisOptions {
   int64_t tuning_steps = 20;
   double tuning_lr = 1e-3;
   int64_t top_k = 3;
+  std::string modality;
+  bool write_prepared = false;
 };
+
+}  // namespace
+
+void use_training_preparation(IrisPredictOptions& options, const IrisTrainConfig& config,
+                              const std::string& modality) {
+  options.slice_size = config.data.slice_size;
+  options.in_channels = config.model.options.in_channels;
+  options.prepare = config.data.source == "datasets";
+  options.preprocess = config.data.preprocess;
+  std::string name = modality;
+  if (name.empty() && !config.data.datasets.empty()) name = config.data.datasets.front().modality;
+  options.modality = name.empty() ? Modality::kMR : parse_modality(name);
+}
+
+namespace {
 
 int run_predict_iris(const PredictIrisOptions& o, const GlobalOptions& g) {
 #if IRIS_HAVE_NIFTI
@@ -135,7 +152,8 @@ int run_predict_iris(const PredictIrisOptions& o, const GlobalOptions& g) {
   options.strategy = models::parse_strategy(o.strategy);
   options.classes = o.classes;
   options.class_names = o.class_names;
-  options.slice_size = config.data.slice_size;
+  use_training_preparation(options, config, o.modality);
+  options.write_prepared = o.write_prepared;
   options.window.window = o.window;
   options.window.overlap = o.overlap;
   options.window.blend = o.blend == "linear" ? models::Blend::kLinear : models::Blend::kGaussian;
@@ -245,6 +263,10 @@ std::function<int()> setup_predict(CLI::App& app, const GlobalOptions& globals) 
       ->capture_default_str();
   i->add_option("--top-k", io->top_k, "retrieval: embeddings averaged per class")
       ->capture_default_str();
+  i->add_option("--modality", io->modality,
+                "CT, MR, PET or other: intensity preparation (default: the training data's)");
+  i->add_flag("--write-prepared", io->write_prepared,
+              "also write the mask on the prepared grid (RAS, data.preprocess spacing, cropped)");
   const GlobalOptions* g = &globals;
   return [o, s, io, i, g]() -> int {
     if (s->parsed()) return run_predict_sam2(*o, *g);

@@ -139,6 +139,24 @@ class Reader final : public ConfigVisitor {
     body(child);
     child.finish();
   }
+  void section_list(const char* key, std::size_t, const std::function<void(std::size_t)>& resize,
+                    const std::function<void(ConfigVisitor&, std::size_t)>& item,
+                    const std::function<void(ConfigVisitor&)>&, const char*) override {
+    known_.emplace_back(key);
+    const YAML::Node node = child_node(key);
+    if (!node.IsDefined() || node.IsNull()) return;
+    const std::string full = join_key(prefix_, key);
+    if (!node.IsSequence()) {
+      throw ConfigError(fmt::format("{}: key '{}': expected a list of mappings, got {}",
+                                    origin(source_, full, node), full, describe(node)));
+    }
+    resize(node.size());
+    for (std::size_t i = 0; i < node.size(); ++i) {
+      Reader child(node[i], fmt::format("{}[{}]", full, i), source_);
+      item(child, i);
+      child.finish();
+    }
+  }
 
   // Rejects keys that no field claimed, suggesting the closest valid one.
   void finish() const {
@@ -268,6 +286,18 @@ class Writer final : public ConfigVisitor {
     body(*this);
     out_ << YAML::EndMap;
   }
+  void section_list(const char* key, std::size_t count, const std::function<void(std::size_t)>&,
+                    const std::function<void(ConfigVisitor&, std::size_t)>& item,
+                    const std::function<void(ConfigVisitor&)>&, const char* help) override {
+    out_ << YAML::Key << key << YAML::Value << YAML::BeginSeq;
+    for (std::size_t i = 0; i < count; ++i) {
+      out_ << YAML::BeginMap;
+      item(*this, i);
+      out_ << YAML::EndMap;
+    }
+    out_ << YAML::EndSeq;
+    comment(help);
+  }
 
  private:
   void emit(const char* key, const std::string& text, const char* help) {
@@ -300,6 +330,14 @@ class Lister final : public ConfigVisitor {
   void section(const char* key, const std::function<void(ConfigVisitor&)>& body) override {
     Lister child(rows_, join_key(prefix_, key));
     body(child);
+  }
+  void section_list(const char* key, std::size_t, const std::function<void(std::size_t)>&,
+                    const std::function<void(ConfigVisitor&, std::size_t)>&,
+                    const std::function<void(ConfigVisitor&)>& prototype,
+                    const char* help) override {
+    add(key, "list", help);
+    Lister child(rows_, join_key(prefix_, key) + "[]");
+    prototype(child);
   }
 
  private:

@@ -45,10 +45,29 @@ class ConfigVisitor {
                       const char* help) = 0;
   // A nested mapping.
   virtual void section(const char* key, const std::function<void(ConfigVisitor&)>& body) = 0;
+  // A list of mappings of one kind: `count` items now, item i described by `item(visitor, i)`.
+  // Readers call `resize(n)` before describing the n items read; `prototype` describes a default
+  // item (key listings).
+  virtual void section_list(const char* key, std::size_t count,
+                            const std::function<void(std::size_t)>& resize,
+                            const std::function<void(ConfigVisitor&, std::size_t)>& item,
+                            const std::function<void(ConfigVisitor&)>& prototype,
+                            const char* help) = 0;
 
   template <typename T>
   void section(const char* key, T& sub) {
     section(key, [&sub](ConfigVisitor& v) { sub.visit(v); });
+  }
+  template <typename T>
+  void section_list(const char* key, std::vector<T>& items, const char* help) {
+    section_list(
+        key, items.size(), [&items](std::size_t n) { items.resize(n); },
+        [&items](ConfigVisitor& v, std::size_t i) { items[i].visit(v); },
+        [](ConfigVisitor& v) {
+          T prototype;
+          prototype.visit(v);
+        },
+        help);
   }
 };
 

@@ -7,6 +7,7 @@
 
 #include "core/build_info.h"
 #include "core/error.h"
+#include "data/image_folder_dataset.h"
 #include "data/video_inspect.h"
 #include "data/video_dataset.h"
 #include "io/volume.h"
@@ -144,6 +145,8 @@ InspectReport inspect_path(const fs::path& path) {
   if (!fs::exists(path)) throw InputError(file_message(path.string(), "no such file or folder"));
   // Surgical video layouts (CholecSeg8k, EndoVis17/18, COCO-video JSON).
   if (detect_video_layout(path)) return inspect_video_dataset(path);
+  // 2D image folders (Kvasir-SEG, ISIC, ...): images/ beside masks/ or labels/.
+  if (fs::is_directory(path) && is_image_folder_dataset_dir(path)) return inspect_image_folder(path);
 #if IRIS_HAVE_NIFTI
   if (fs::is_directory(path) && is_mricron_atlas_dir(path)) return inspect_atlas(path);
   // MSD / nnU-Net imagesTr/labelsTr trees.
@@ -157,6 +160,7 @@ InspectReport inspect_path(const fs::path& path) {
   throw InputError(file_message(path.string(), "layout not recognised; supported so far: a NIfTI "
                                                "volume (.nii, .nii.gz), the mricron atlases folder, "
                                                "an imagesTr/labelsTr NIfTI tree, "
+                                               "a 2D folder of images/ and masks/, "
                                                "CholecSeg8k, EndoVis17, EndoVis18 and COCO-video"));
 }
 

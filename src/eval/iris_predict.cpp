@@ -7,12 +7,15 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "data/episodes.h"
+#include "eval/metrics.h"
+#include "data/image_folder_dataset.h"
 #include "data/nifti_dataset.h"
 #include "io/image_io.h"
 #include "io/nifti.h"
@@ -40,14 +43,16 @@ Kind kind_of(const fs::path& path) {
       file_message(path.string(), "expected a PNG/JPEG image or a NIfTI volume (.nii, .nii.gz)"));
 }
 
-// An image normalised to [0, 1] with its label map, as read from disk.
+// An image as the model sees it with its label map, and the geometry to write masks back.
 struct Loaded {
   Kind kind = Kind::kImage;
   fs::path path;
-  at::Tensor image;   // [H, W] or [nk, nj, ni] float
-  at::Tensor labels;  // same shape, int64; undefined without a label file
-  Affine affine;      // NIfTI geometry, written back with the masks
+  at::Tensor image;         // [C, H, W] or [nk, nj, ni] float
+  at::Tensor labels;        // [H, W] or [nk, nj, ni] int64 on the image's grid; undefined without
+  at::Tensor file_labels;   // the label map on the file's own grid (evaluation)
+  Affine affine;            // NIfTI geometry of the file, written back with the masks
   int sform_code = 1, qform_code = 1;
+  std::optional<Geometry> geometry;  // prepared volumes: the way back onto the file's grid
 };
 
 at::Tensor grey(const at::Tensor& raw) {
@@ -55,7 +60,7 @@ at::Tensor grey(const at::Tensor& raw) {
   return raw.narrow(2, 0, std::min<int64_t>(raw.size(2), 3)).to(at::kFloat).mean(2);
 }
 
-Loaded load(const fs::path& path, const fs::path& label_path = {}) {
+Loaded load(const fs::path& path, const IrisPredictOptions& o, const fs::path& label_path = {}) {
   Loaded l;
   l.kind = kind_of(path);
   l.path = path;
@@ -65,58 +70,56 @@ Loaded load(const fs::path& path, const fs::path& label_path = {}) {
       throw InputError(file_message(
           path.string(), fmt::format("expected a 3D volume, got {} dims", v.data.dim())));
     }
-    l.image = normalize_mri(v.data);
     l.affine = v.affine;
     l.sform_code = v.sform_code;
     l.qform_code = v.qform_code;
+    std::optional<Volume> labels;
     if (!label_path.empty()) {
       if (kind_of(label_path) != Kind::kNifti) {
         throw InputError(
             file_message(label_path.string(), "the mask of a NIfTI image must be NIfTI too"));
       }
-      l.labels = read_nifti(label_path).data.to(at::kLong);
+      labels = read_nifti(label_path);
+      labels->data = labels->data.to(at::kLong);
+      if (labels->data.sizes() != v.data.sizes()) {
+        throw InputError(file_message(
+            label_path.string(),
+            fmt::format("mask of size {} does not match its image {} of size {}",
+                        c10::str(labels->data.sizes()), path.string(), c10::str(v.data.sizes()))));
+      }
+      l.file_labels = labels->data;
     }
-  } else {
-    l.image = normalize_mri(grey(read_image_raw(path)));
-    if (!label_path.empty()) {
-      const at::Tensor raw = read_image_raw(label_path);
-      l.labels = (raw.dim() == 3 ? raw.select(2, 0) : raw).to(at::kLong);
+    if (o.prepare) {
+      PreparedVolume p = prepare_volume(v, labels ? &*labels : nullptr, o.modality, o.preprocess);
+      l.image = p.image[0];
+      l.labels = p.labels;
+      l.geometry = p.geometry;
+    } else {
+      l.image = normalize_mri(v.data);
+      l.labels = l.file_labels;
     }
+    return l;
   }
-  if (l.labels.defined() && l.labels.sizes() != l.image.sizes()) {
-    throw InputError(file_message(
-        label_path.string(),
-        fmt::format("mask of size {} does not match its image {} of size {}",
-                    c10::str(l.labels.sizes()), path.string(), c10::str(l.image.sizes()))));
+  const at::Tensor raw = read_image_raw(path);
+  if (o.prepare) {
+    const at::Tensor channels =
+        raw.dim() == 2 ? raw.unsqueeze(0) : raw.narrow(2, 0, std::min<int64_t>(3, raw.size(2))).permute({2, 0, 1});
+    l.image = normalize_intensity(with_channels(channels.to(at::kFloat), o.in_channels, path.string()),
+                                  Modality::kOther, o.preprocess);
+  } else {
+    l.image = normalize_mri(grey(raw)).unsqueeze(0);
+  }
+  if (!label_path.empty()) {
+    l.labels = l.file_labels = read_mask_labels(label_path);
+    if (l.labels.sizes() != l.image.sizes().slice(1)) {
+      throw InputError(file_message(
+          label_path.string(),
+          fmt::format("mask of size {} does not match its image {} of size {}",
+                      c10::str(l.labels.sizes()), path.string(),
+                      c10::str(l.image.sizes().slice(1)))));
+    }
   }
   return l;
-}
-
-// Training's slice preparation: [N, H, W] padded square (centred, zeros) and resized.
-struct SquareFrame {
-  int64_t h = 0, w = 0, side = 0, top = 0, left = 0;
-};
-
-SquareFrame frame_of(int64_t h, int64_t w) {
-  const int64_t side = std::max(h, w);
-  return {h, w, side, (side - h) / 2, (side - w) / 2};
-}
-
-at::Tensor to_square(const at::Tensor& x, const SquareFrame& f, int64_t size, bool nearest) {
-  const at::Tensor padded = at::constant_pad_nd(
-      x.to(at::kFloat), {f.left, f.side - f.w - f.left, f.top, f.side - f.h - f.top}, 0);
-  const at::Tensor batch = padded.unsqueeze(1);  // [N, 1, side, side]
-  const at::Tensor resized =
-      nearest ? at::upsample_nearest2d(batch, {size, size})
-              : at::upsample_bilinear2d(batch, {size, size}, /*align_corners=*/false);
-  return resized.squeeze(1);
-}
-
-// Logits [N, K, S, S] back onto the original [N, K, H, W] grid.
-at::Tensor from_square(const at::Tensor& logits, const SquareFrame& f) {
-  return at::upsample_bilinear2d(logits, {f.side, f.side}, /*align_corners=*/false)
-      .narrow(2, f.top, f.h)
-      .narrow(3, f.left, f.w);
 }
 
 at::Tensor class_masks(const at::Tensor& labels, const std::vector<int64_t>& classes) {
@@ -137,15 +140,15 @@ models::Reference make_reference(const Loaded& r, const std::vector<int64_t>& cl
                                  const std::string& mode, int64_t slice_size) {
   const at::Tensor masks = class_masks(r.labels, classes);
   if (mode == "2d-image") {
-    const SquareFrame f = frame_of(r.image.size(0), r.image.size(1));
-    return {to_square(r.image.unsqueeze(0), f, slice_size, false),
+    const SquareFrame f = square_frame(r.image.size(1), r.image.size(2));
+    return {to_square(r.image, f, slice_size, false),
             to_square(masks, f, slice_size, true),
             {r.path.string(), -1}};
   }
   if (mode == "2d-slices") {
     // The axial slice with the most voxels of the classes.
     const int64_t k = masks.sum({0, 2, 3}).argmax().item<int64_t>();
-    const SquareFrame f = frame_of(r.image.size(1), r.image.size(2));
+    const SquareFrame f = square_frame(r.image.size(1), r.image.size(2));
     return {to_square(r.image.narrow(0, k, 1), f, slice_size, false),
             to_square(masks.select(1, k), f, slice_size, true),
             {r.path.string(), k}};
@@ -169,14 +172,14 @@ Logits predict_logits(models::IrisModel& model, const std::vector<models::Refere
     return {r.logits[0].cpu(), r.task_ms, r.segment_ms};
   }
   if (mode == "2d-image") {
-    const SquareFrame f = frame_of(query.image.size(0), query.image.size(1));
+    const SquareFrame f = square_frame(query.image.size(1), query.image.size(2));
     const auto r =
-        models::infer(model, to_square(query.image.unsqueeze(0), f, slice_size, false).unsqueeze(0),
+        models::infer(model, to_square(query.image, f, slice_size, false).unsqueeze(0),
                       query_id, refs, inference);
     return {from_square(r.logits.cpu(), f)[0], r.task_ms, r.segment_ms};
   }
   // Slice mode: a query-independent task is computed once; retrieval looks up per slice.
-  const SquareFrame f = frame_of(query.image.size(1), query.image.size(2));
+  const SquareFrame f = square_frame(query.image.size(1), query.image.size(2));
   const at::Tensor slices =
       to_square(query.image, f, slice_size, false).unsqueeze(1);  // [nk, 1, S, S]
   std::vector<at::Tensor> parts;
@@ -277,8 +280,8 @@ IrisPrediction predict_iris(models::IrisModel& model, const std::vector<Referenc
                     models::strategy_name(o.strategy)));
   }
   std::vector<Loaded> refs;
-  for (const auto& r : references) refs.push_back(load(r.image, r.mask));
-  const Loaded query = load(query_path);
+  for (const auto& r : references) refs.push_back(load(r.image, o, r.mask));
+  const Loaded query = load(query_path, o);
   std::vector<int64_t> classes = o.classes;
   if (classes.empty()) {
     if (refs.empty()) throw InputError("give --classes when there are no references");
@@ -300,7 +303,9 @@ IrisPrediction predict_iris(models::IrisModel& model, const std::vector<Referenc
   const Logits logits = predict_logits(model, p.refs, query, p.mode, inference, o.slice_size);
   result.task_ms = logits.task_ms;
   result.segment_ms = logits.segment_ms;
-  result.labels = label_map(logits.logits, classes);
+  const at::Tensor prepared_labels = label_map(logits.logits, classes);
+  result.labels = query.geometry ? restore_labels(prepared_labels, *query.geometry).data
+                                 : prepared_labels;
   for (int64_t v : classes) result.voxels.push_back((result.labels == v).sum().item<int64_t>());
 
   if (!out.empty()) {
@@ -314,6 +319,13 @@ IrisPrediction predict_iris(models::IrisModel& model, const std::vector<Referenc
       mask.qform_code = query.qform_code;
       result.written.push_back(out / "mask.nii.gz");
       write_nifti(result.written.back(), mask);
+      if (o.write_prepared && query.geometry) {
+        Volume prepared;
+        prepared.data = prepared_labels.to(mask.data.scalar_type());
+        prepared.affine = query.geometry->affine;
+        result.written.push_back(out / "mask_prepared.nii.gz");
+        write_nifti(result.written.back(), prepared);
+      }
     } else {
       result.written.push_back(out / "mask.png");
       write_image(result.written.back(), result.labels.to(max_value < 256 ? at::kByte : at::kInt));
@@ -364,6 +376,10 @@ IrisEvalResult evaluate_iris(models::IrisModel& model, const fs::path& pool,
       if (c.ok && !c.label.empty()) files.emplace_back(c.image, c.label);
     }
     names = dataset.label_names;
+  } else if (is_image_folder_dataset_dir(pool)) {
+    for (const auto& c : scan_image_folder(pool).cases) {
+      if (c.ok) files.emplace_back(c.image, c.mask);
+    }
   } else if (fs::is_directory(pool)) {
     const fs::path masks = fs::is_directory(pool / "masks") ? pool / "masks" : pool / "labels";
     for (const auto& image : list_frames(pool)) {
@@ -380,7 +396,7 @@ IrisEvalResult evaluate_iris(models::IrisModel& model, const fs::path& pool,
   std::vector<Loaded> cases;
   std::set<int64_t> values;
   for (const auto& [image, label] : files) {
-    cases.push_back(load(image, label));
+    cases.push_back(load(image, o.predict, label));
     for (int64_t v : nonzero_values(cases.back().labels)) values.insert(v);
   }
   IrisEvalResult result;
@@ -394,47 +410,90 @@ IrisEvalResult evaluate_iris(models::IrisModel& model, const fs::path& pool,
   const int64_t k = std::clamp<int64_t>(o.references, 1, n - 1);
   const int64_t queries = o.max_queries > 0 ? std::min(o.max_queries, n) : n;
   const std::size_t classes = result.classes.size();
-  result.dice.assign(o.strategies.size(), std::vector<double>(classes, 0.0));
-  result.counts.assign(o.strategies.size(), std::vector<int64_t>(classes, 0));
-  result.seconds.assign(o.strategies.size(), 0.0);
+  result.dataset = pool.filename().empty() ? pool.parent_path().filename().string()
+                                           : pool.filename().string();
   for (auto s : o.strategies) result.strategies.push_back(models::strategy_name(s));
+  const std::size_t trained_rows = o.strategies.size();
+  if (o.copy_baseline) result.strategies.push_back("copied reference");
+  if (o.untrained) result.strategies.push_back("untrained one-shot");
+  const std::size_t rows = result.strategies.size();
+  result.dice.assign(rows, std::vector<double>(classes, 0.0));
+  result.hd95.assign(rows, std::vector<double>(classes, 0.0));
+  result.nsd.assign(rows, std::vector<double>(classes, 0.0));
+  result.counts.assign(rows, std::vector<int64_t>(classes, 0));
+  result.hd95_counts.assign(rows, std::vector<int64_t>(classes, 0));
+  result.seconds.assign(rows, 0.0);
+  std::vector<int64_t> timed(rows, 0);
+
+  // Scores one label map on the query's file grid against its truth.
+  auto score = [&](std::size_t row, const at::Tensor& labels, const at::Tensor& truth,
+                   const std::vector<double>& spacing) {
+    for (std::size_t c = 0; c < classes; ++c) {
+      const at::Tensor g = (truth == result.classes[c]).unsqueeze(0).unsqueeze(0);
+      if (!g.any().item<bool>()) continue;  // absent from the query: unscored (MONAI's ignore_empty)
+      const at::Tensor pred = (labels == result.classes[c]).unsqueeze(0).unsqueeze(0);
+      result.dice[row][c] += eval::dice(pred, g).item<double>();
+      result.nsd[row][c] += eval::surface_dice(pred, g, o.nsd_tolerance, spacing).item<double>();
+      ++result.counts[row][c];
+      const double hd = eval::hausdorff_distance(pred, g, 95.0, spacing).item<double>();
+      if (!std::isnan(hd)) {
+        result.hd95[row][c] += hd;
+        ++result.hd95_counts[row][c];
+      }
+    }
+  };
 
   Progress progress("evaluate iris", queries, "query");
   for (int64_t q = 0; q < queries; ++q) {
     std::vector<Loaded> refs;
     for (int64_t j = 1; j <= k; ++j) refs.push_back(cases[static_cast<std::size_t>((q + j) % n)]);
     Loaded query = cases[static_cast<std::size_t>(q)];
-    const at::Tensor truth = query.labels;
-    query.labels = at::Tensor();  // the prediction never has the query's label
+    const at::Tensor truth = query.file_labels;
+    query.labels = query.file_labels = at::Tensor();  // the prediction never has the query's label
     result.queries.push_back(query.path.string());
+    // Distances in mm on NIfTI grids ([nk, nj, ni] -> spacing along k, j, i), pixels on images.
+    std::vector<double> spacing;
+    if (query.kind == Kind::kNifti) {
+      const auto s = query.affine.spacing();
+      spacing = {s[2], s[1], s[0]};
+    }
     const Prepared p = prepare(model, refs, query, result.classes, o.predict.slice_size);
-    for (std::size_t s = 0; s < o.strategies.size(); ++s) {
+    auto run = [&](std::size_t row, models::IrisModel& net, models::Strategy strategy) {
       IrisPredictOptions po = o.predict;
-      po.strategy = o.strategies[s];
+      po.strategy = strategy;
       const auto start = Clock::now();
       const Logits logits =
-          predict_logits(model, p.refs, query, p.mode,
-                         inference_options(po, result.classes, p.mode), po.slice_size);
-      result.seconds[s] += ms_since(start) / 1000.0;
-      const at::Tensor labels = label_map(logits.logits, result.classes);
-      for (std::size_t c = 0; c < classes; ++c) {
-        const at::Tensor g = truth == result.classes[c];
-        const double truth_voxels = g.sum().item<double>();
-        if (truth_voxels == 0) continue;  // absent from the query: no Dice, as MONAI's ignore_empty
-        const at::Tensor pred = labels == result.classes[c];
-        const double overlap = (pred & g).sum().item<double>();
-        result.dice[s][c] += 2 * overlap / (pred.sum().item<double>() + truth_voxels);
-        ++result.counts[s][c];
-      }
+          predict_logits(net, p.refs, query, p.mode, inference_options(po, result.classes, p.mode),
+                         po.slice_size);
+      result.seconds[row] += ms_since(start) / 1000.0;
+      ++timed[row];
+      const at::Tensor prepared_labels = label_map(logits.logits, result.classes);
+      score(row, query.geometry ? restore_labels(prepared_labels, *query.geometry).data
+                                : prepared_labels,
+            truth, spacing);
+    };
+    for (std::size_t s = 0; s < trained_rows; ++s) run(s, model, o.strategies[s]);
+    std::size_t row = trained_rows;
+    if (o.copy_baseline) {
+      // The first reference's label map as the prediction, where it lies on the query's grid.
+      const Loaded& r = refs.front();
+      const bool same_grid = r.file_labels.sizes() == truth.sizes() &&
+                             (query.kind != Kind::kNifti || r.affine.m == query.affine.m);
+      if (same_grid) score(row, r.file_labels, truth, spacing);
+      ++row;
     }
+    if (o.untrained) run(row, *o.untrained, models::Strategy::kOneShot);
     progress.advance();
   }
-  for (std::size_t s = 0; s < o.strategies.size(); ++s) {
-    result.seconds[s] /= static_cast<double>(queries);
+  auto mean = [](double sum, int64_t count) {
+    return count > 0 ? sum / static_cast<double>(count) : std::nan("");
+  };
+  for (std::size_t s = 0; s < rows; ++s) {
+    result.seconds[s] = timed[s] > 0 ? result.seconds[s] / static_cast<double>(timed[s]) : 0.0;
     for (std::size_t c = 0; c < classes; ++c) {
-      result.dice[s][c] = result.counts[s][c] > 0
-                              ? result.dice[s][c] / static_cast<double>(result.counts[s][c])
-                              : std::nan("");
+      result.dice[s][c] = mean(result.dice[s][c], result.counts[s][c]);
+      result.nsd[s][c] = mean(result.nsd[s][c], result.counts[s][c]);
+      result.hd95[s][c] = mean(result.hd95[s][c], result.hd95_counts[s][c]);
     }
   }
   return result;
@@ -461,21 +520,33 @@ nlohmann::json iris_eval_json(const IrisEvalResult& r, const IrisEvalOptions& o)
   for (std::size_t s = 0; s < r.strategies.size(); ++s) {
     nlohmann::json per_class = nlohmann::json::object();
     for (std::size_t c = 0; c < r.classes.size(); ++c) {
-      per_class[r.class_names[c]] = {
-          {"value", r.classes[c]}, {"dice", number(r.dice[s][c])}, {"queries", r.counts[s][c]}};
+      per_class[r.class_names[c]] = {{"value", r.classes[c]},
+                                     {"dice", number(r.dice[s][c])},
+                                     {"hd95_mm", number(r.hd95[s][c])},
+                                     {"nsd", number(r.nsd[s][c])},
+                                     {"queries", r.counts[s][c]},
+                                     {"hd95_queries", r.hd95_counts[s][c]}};
     }
     strategies[r.strategies[s]] = {{"mean_dice", number(mean_over_classes(r.dice[s]))},
+                                   {"mean_hd95_mm", number(mean_over_classes(r.hd95[s]))},
+                                   {"mean_nsd", number(mean_over_classes(r.nsd[s]))},
                                    {"seconds_per_query", r.seconds[s]},
                                    {"classes", per_class}};
   }
-  return {{"metric",
-           "Dice of the predicted label map per class and query, mean over the queries where the "
-           "class is "
-           "present, then over classes"},
+  return {{"dataset", r.dataset},
+          {"metric",
+           "per class and query on the query's own grid: Dice of the predicted label map; HD95, "
+           "the symmetric 95th-percentile surface distance in mm (pixels for 2D images), where "
+           "the prediction is not empty; NSD, the normalised surface Dice at nsd_tolerance; each "
+           "the mean over the queries where the class is present, then over classes"},
           {"protocol",
            {{"references_per_query", o.references},
             {"reference_choice", "the next cases of the pool, cyclically; never the query"},
             {"queries", r.queries.size()},
+            {"nsd_tolerance", o.nsd_tolerance},
+            {"baselines",
+             "copied reference: the first reference's label map as the prediction (only where it "
+             "shares the query's grid); untrained one-shot: the network before training"},
             {"tuning_steps", o.predict.tuning.steps},
             {"tuning_lr", o.predict.tuning.lr},
             {"retrieval_top_k", o.predict.retrieval.top_k}}},
@@ -484,30 +555,40 @@ nlohmann::json iris_eval_json(const IrisEvalResult& r, const IrisEvalOptions& o)
 }
 
 std::string iris_eval_markdown(const IrisEvalResult& r, const IrisEvalOptions& o) {
-  std::string md = "# IRIS inference strategies\n\n";
+  std::string md = fmt::format("# IRIS inference strategies on {}\n\n", r.dataset);
   md += fmt::format(
       "{} queries; each query's references are the next {} cases of the pool (never the query). "
-      "Dice of "
-      "the predicted label map per class, mean over the queries where the class is present.\n\n",
-      r.queries.size(), o.references);
-  md += "| class |";
-  for (const auto& s : r.strategies) md += fmt::format(" {} |", s);
-  md += "\n|:--|";
-  for (std::size_t s = 0; s < r.strategies.size(); ++s) md += "--:|";
-  md += "\n";
-  auto show = [](double v) {
-    return std::isnan(v) ? std::string("n/a") : fmt::format("{:.4f}", v);
+      "Per class, the mean over the queries where the class is present: Dice, HD95 (mm; pixels "
+      "for 2D images; where the prediction is not empty) and NSD at {} mm. Baselines: the "
+      "copied reference (where it shares the query's grid) and the untrained network.\n\n",
+      r.queries.size(), o.references, o.nsd_tolerance);
+  auto show = [](double v, const char* format) {
+    return std::isnan(v) ? std::string("n/a") : fmt::format(fmt::runtime(format), v);
   };
-  for (std::size_t c = 0; c < r.classes.size(); ++c) {
-    md += fmt::format("| {} |", r.class_names[c]);
-    for (std::size_t s = 0; s < r.strategies.size(); ++s)
-      md += fmt::format(" {} |", show(r.dice[s][c]));
+  struct Metric {
+    const char* title;
+    const std::vector<std::vector<double>>* values;
+    const char* format;
+  };
+  for (const Metric& m : {Metric{"Dice", &r.dice, "{:.4f}"}, Metric{"HD95 (mm)", &r.hd95, "{:.2f}"},
+                          Metric{"NSD", &r.nsd, "{:.4f}"}}) {
+    md += fmt::format("## {}\n\n| class |", m.title);
+    for (const auto& s : r.strategies) md += fmt::format(" {} |", s);
+    md += "\n|:--|";
+    for (std::size_t s = 0; s < r.strategies.size(); ++s) md += "--:|";
     md += "\n";
+    for (std::size_t c = 0; c < r.classes.size(); ++c) {
+      md += fmt::format("| {} |", r.class_names[c]);
+      for (std::size_t s = 0; s < r.strategies.size(); ++s)
+        md += fmt::format(" {} |", show((*m.values)[s][c], m.format));
+      md += "\n";
+    }
+    md += "| **mean** |";
+    for (std::size_t s = 0; s < r.strategies.size(); ++s)
+      md += fmt::format(" **{}** |", show(mean_over_classes((*m.values)[s]), m.format));
+    md += "\n\n";
   }
-  md += "| **mean** |";
-  for (std::size_t s = 0; s < r.strategies.size(); ++s)
-    md += fmt::format(" **{}** |", show(mean_over_classes(r.dice[s])));
-  md += "\n| seconds per query |";
+  md += "| seconds per query |";
   for (std::size_t s = 0; s < r.strategies.size(); ++s)
     md += fmt::format(" {:.3f} |", r.seconds[s]);
   md += "\n";

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "data/preprocess.h"
 #include "models/iris/inference.h"
 
 namespace iris {
@@ -33,6 +34,15 @@ struct IrisPredictOptions {
   // Retrieval from the checkpoint's memory bank instead of an index over the references.
   const models::MemoryBank* bank = nullptr;
   std::string bank_dataset;
+  // Models trained on data.datasets see images through data/preprocess.h (RAS, spacing, crop,
+  // intensity by modality) and masks go back onto the query's grid; off: the atlas models'
+  // [0, 1] intensities on the stored grid.
+  bool prepare = false;
+  PreprocessOptions preprocess;
+  Modality modality = Modality::kMR;  // NIfTI volumes; 2D images are kOther
+  int64_t in_channels = 1;
+  // Also write the label map on the prepared grid (mask_prepared.nii.gz, with that grid's affine).
+  bool write_prepared = false;
 };
 
 struct ReferenceFiles {
@@ -62,18 +72,25 @@ struct IrisEvalOptions {
   int64_t references = 3;      // the next k cases of the pool (cyclically) are a query's references
   int64_t max_queries = 0;     // 0: every case
   IrisPredictOptions predict;  // strategy is set per run
+  double nsd_tolerance = 2.0;  // NSD tolerance in mm (2D images: pixels)
+  // Baselines scored on the same queries: the first reference's label map copied onto the query
+  // (where both share a grid), and one-shot with the untrained network.
+  bool copy_baseline = true;
+  models::IrisModel* untrained = nullptr;
 };
 
 struct IrisEvalResult {
+  std::string dataset;  // the pool folder's name
   std::vector<int64_t> classes;
   std::vector<std::string> class_names;
-  std::vector<std::string> strategies;
+  std::vector<std::string> strategies;  // rows: the strategies, then the baselines
   std::vector<std::string> queries;
-  // dice[s][c]: mean Dice of strategy s on class c over the queries where the class is present
-  // (NaN when it is in none); seconds[s]: mean time per query.
-  std::vector<std::vector<double>> dice;
-  std::vector<std::vector<int64_t>> counts;
-  std::vector<double> seconds;
+  // [row][class]: means over the queries where the class is present (NaN when in none); Dice and
+  // NSD count every such query, HD95 only those where the prediction is not empty (HD95 is
+  // undefined otherwise; hd95_counts says how many).
+  std::vector<std::vector<double>> dice, hd95, nsd;
+  std::vector<std::vector<int64_t>> counts, hd95_counts;
+  std::vector<double> seconds;  // mean time per query (0 for the copied reference)
 };
 
 // A pool: an MSD/nnU-Net tree (imagesTr/labelsTr) or a folder of images with masks in a

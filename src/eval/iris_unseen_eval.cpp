@@ -7,6 +7,7 @@
 
 #include "core/progress.h"
 #include "data/episodes.h"
+#include "data/subject_episodes.h"
 #include "eval/metrics.h"
 
 namespace iris {
@@ -108,6 +109,91 @@ std::vector<StructureResult> evaluate_unseen_structures(models::IrisModel& train
       const double n = static_cast<double>(queries.size());
       result.one_shot /= n, result.ensemble /= n, result.untrained /= n, result.copy_reference /= n;
       results.push_back(result);
+      progress.advance();
+    }
+  }
+  return results;
+}
+
+std::vector<StructureResult> evaluate_unseen_cross_subject(
+    models::IrisModel& trained, models::IrisModel& untrained, const MricronAtlas& atlas,
+    const Subject& query,
+    const std::vector<Subject>& references, const std::vector<std::string>& label_maps,
+    const UnseenEvalOptions& options) {
+  TORCH_CHECK(!references.empty(), "cross-subject evaluation needs a reference subject");
+  torch::NoGradGuard no_grad;
+  trained->eval();
+  untrained->eval();
+  std::vector<StructureResult> results;
+  for (const auto& map_name : label_maps) {
+    const SubjectSlices q = slice_subject(query, map_name, options.slice_size, options.min_area);
+    std::vector<SubjectSlices> refs;
+    for (const auto& r : references) {
+      refs.push_back(slice_subject(r, map_name, options.slice_size, options.min_area));
+    }
+    // The largest structures (by query slices showing them) of this map.
+    std::vector<int64_t> classes;
+    for (const auto& [value, rows] : q.present) {
+      if (rows.size() >= 2 && refs[0].present.count(value)) classes.push_back(value);
+    }
+    std::stable_sort(classes.begin(), classes.end(), [&](int64_t a, int64_t b) {
+      return q.present.at(a).size() > q.present.at(b).size();
+    });
+    if (static_cast<int64_t>(classes.size()) > options.max_structures_per_map) {
+      classes.resize(static_cast<std::size_t>(options.max_structures_per_map));
+    }
+    Progress progress("evaluate " + map_name, static_cast<int64_t>(classes.size()), "structure");
+    for (int64_t value : classes) {
+      const auto& present = q.present.at(value);
+      std::vector<int64_t> queries;
+      const int64_t n = std::min<int64_t>(options.queries_per_structure, present.size());
+      for (int64_t i = 0; i < n; ++i) queries.push_back(present[i * present.size() / n]);
+      // The reference subject's row holding the structure at the level nearest the query's.
+      auto nearest = [&](const SubjectSlices& r, int64_t level) -> int64_t {
+        const auto it = r.present.find(value);
+        if (it == r.present.end()) return -1;
+        int64_t best = -1;
+        for (int64_t row : it->second) {
+          if (best < 0 || std::abs(r.levels[row] - level) < std::abs(r.levels[best] - level)) {
+            best = row;
+          }
+        }
+        return best;
+      };
+      auto task_of = [&](models::IrisModel& model, const SubjectSlices& r, int64_t row) {
+        return model->encode_task(r.images[row].unsqueeze(0).unsqueeze(0),
+                                  r.mask(row, value).unsqueeze(0).unsqueeze(0));
+      };
+      StructureResult result{map_name, atlas.label_map(map_name).class_name(value), value, 0};
+      for (int64_t row : queries) {
+        const int64_t level = q.levels[row];
+        const int64_t r0 = nearest(refs[0], level);
+        if (r0 < 0) continue;
+        const at::Tensor one_shot_task = task_of(trained, refs[0], r0);
+        at::Tensor ensemble_task = at::zeros_like(one_shot_task);
+        int64_t used = 0;
+        for (const auto& r : refs) {
+          const int64_t rr = nearest(r, level);
+          if (rr < 0) continue;
+          ensemble_task += task_of(trained, r, rr);
+          ++used;
+        }
+        ensemble_task /= static_cast<double>(used);
+        const at::Tensor image = q.images[row].unsqueeze(0).unsqueeze(0);
+        const at::Tensor truth = q.mask(row, value);
+        result.one_shot += dice_of(trained->segment(image, one_shot_task).logits[0][0], truth);
+        result.ensemble += dice_of(trained->segment(image, ensemble_task).logits[0][0], truth);
+        result.untrained += dice_of(
+            untrained->segment(image, task_of(untrained, refs[0], r0)).logits[0][0], truth);
+        result.copy_reference += dice_of(refs[0].mask(r0, value) * 2 - 1, truth);
+        ++result.queries;
+      }
+      if (result.queries > 0) {
+        const double m = static_cast<double>(result.queries);
+        result.one_shot /= m, result.ensemble /= m, result.untrained /= m,
+            result.copy_reference /= m;
+        results.push_back(result);
+      }
       progress.advance();
     }
   }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "data/atlas.h"
+#include "data/synthetic_subjects.h"
 #include "models/iris/iris_model.h"
 
 namespace iris {
@@ -38,6 +39,16 @@ std::vector<StructureResult> evaluate_unseen_structures(models::IrisModel& train
                                                         const MricronAtlas& atlas,
                                                         const std::vector<std::string>& label_maps,
                                                         const UnseenEvalOptions& options);
+
+// Cross-subject: the query is `query` (the real atlas in a pose no training subject had); each of
+// its slices holding a structure is segmented with the slice of reference subject 0 at the nearest
+// level holding it (one-shot; the copied reference), or of every reference subject (context
+// ensemble). `references` are generated subjects the model never trained on.
+std::vector<StructureResult> evaluate_unseen_cross_subject(
+    models::IrisModel& trained, models::IrisModel& untrained, const MricronAtlas& atlas,
+    const Subject& query,
+    const std::vector<Subject>& references, const std::vector<std::string>& label_maps,
+    const UnseenEvalOptions& options);
 
 // Means over structures (macro average) per method, and the table as JSON / markdown.
 nlohmann::json unseen_results_json(const std::vector<StructureResult>& results, const UnseenEvalOptions& options);

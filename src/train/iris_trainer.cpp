@@ -24,6 +24,8 @@
 #include "core/resources.h"
 #include "data/atlas.h"
 #include "data/episodes.h"
+#include "data/subject_episodes.h"
+#include "data/synthetic_subjects.h"
 #include "data/synthetic_volume.h"
 #include "data/volume_augment.h"
 #include "dist/gradient_sync.h"
@@ -73,15 +75,24 @@ EpisodeBatch to_episode_batch(const E& e) {
           e.class_values};
 }
 
-// Where a run's episodes come from: 2D atlas slices or 3D patches of synthetic volumes.
+// Where a run's episodes come from: 2D atlas slices, 3D patches of synthetic volumes, or the
+// users' datasets.
 struct EpisodeData {
-  std::string dataset;  // the memory bank's dataset key
+  std::string dataset;  // the memory bank's dataset key (one-dataset sources)
   std::string summary;  // for the log
   // A training episode; `rng` depends on (seed, step, index) only.
   std::function<EpisodeBatch(std::mt19937_64&)> sample;
   std::vector<EpisodeBatch> validation;  // fixed episodes
+  // Episode class values -> the class's name in metrics ("dataset/class" across datasets).
   std::function<std::string(int64_t)> class_name;
+  // Episode class values -> the memory bank's (dataset, class) key.
+  std::function<std::pair<std::string, std::string>(int64_t)> bank_key;
+  // Episode class values -> the dataset's name, for per-dataset validation ("" for one dataset).
+  std::function<std::string(int64_t)> dataset_of = [](int64_t) { return std::string(); };
 };
+
+// Class values of dataset episodes carry their dataset: index * kDatasetStride + label value.
+constexpr int64_t kDatasetStride = int64_t{1} << 20;
 
 // Axial slices of ch2bet with the training label map, split by slice index.
 EpisodeData atlas_episodes(const IrisTrainConfig& config) {
@@ -138,6 +149,82 @@ EpisodeData atlas_episodes(const IrisTrainConfig& config) {
   data.class_name = [atlas, name = d.label_map](int64_t value) {
     return atlas->label_map(name).class_name(value);
   };
+  data.bank_key = [class_name = data.class_name, dataset = data.dataset](int64_t value) {
+    return std::pair{dataset, class_name(value)};
+  };
+  return data;
+}
+
+// Seeds of generated subjects: training subjects first, then the validation subjects. The
+// demo's evaluation draws its reference subjects from seeds past these.
+uint64_t subject_seed(const IrisTrainConfig::Data& d, int64_t index) {
+  return static_cast<uint64_t>(d.subject_seed) * 1000003ULL + static_cast<uint64_t>(index);
+}
+
+// 2D slices of subjects generated from the atlas: reference and query slices from different
+// subjects at about the same level, AAL (data.label_map) classes, random ellipsoid classes in the
+// atlas's space; validation on held-out subjects (and held-out classes with
+// data.validation_every_nth_class).
+EpisodeData subject_episodes(const IrisTrainConfig& config) {
+  const auto& d = config.data;
+  auto atlas = std::make_shared<const MricronAtlas>(load_mricron_atlas(d.atlas_dir, {d.label_map}));
+  SubjectOptions subject_options;
+  subject_options.spacing_mm = d.subject_spacing;
+  std::vector<SubjectSlices> train_subjects, val_subjects;
+  Progress progress("generate subjects", d.subjects + d.validation_subjects, "subject");
+  for (int64_t s = 0; s < d.subjects + d.validation_subjects; ++s) {
+    const Subject subject = make_subject(*atlas, subject_options, subject_seed(d, s));
+    (s < d.subjects ? train_subjects : val_subjects)
+        .push_back(slice_subject(subject, d.label_map, d.slice_size, d.min_area));
+    progress.advance();
+  }
+  progress.finish();
+  auto train_data = std::make_shared<const CrossSubjectSampler>(std::move(train_subjects));
+  const CrossSubjectSampler val_data(std::move(val_subjects));
+  std::vector<int64_t> classes = train_data->episode_classes();
+  std::vector<int64_t> val_classes = val_data.episode_classes();
+  if (d.validation_every_nth_class > 0) {
+    std::vector<int64_t> kept, held;
+    for (std::size_t i = 0; i < classes.size(); ++i) {
+      (i % d.validation_every_nth_class == 0 ? held : kept).push_back(classes[i]);
+    }
+    std::vector<int64_t> val_held;
+    std::set_intersection(val_classes.begin(), val_classes.end(), held.begin(), held.end(),
+                          std::back_inserter(val_held));
+    if (kept.empty() || val_held.empty()) {
+      throw ConfigError(fmt::format(
+          "data.validation_every_nth_class = {} leaves {} training and {} validation classes",
+          d.validation_every_nth_class, kept.size(), val_held.size()));
+    }
+    classes = std::move(kept);
+    val_classes = std::move(val_held);
+  }
+  CrossSubjectOptions options;
+  options.classes_per_episode = d.classes_per_episode;
+  options.min_area = d.min_area;
+  options.level_gap = d.level_gap;
+  options.absent_query_probability = d.absent_query_probability;
+  CrossSubjectOptions train_options = options;
+  train_options.random_class_probability = d.random_classes;
+  EpisodeData data;
+  data.dataset = d.label_map;
+  std::mt19937_64 val_rng(static_cast<uint64_t>(config.run.seed) + 1);
+  for (int64_t i = 0; i < config.validation.episodes; ++i) {
+    data.validation.push_back(to_episode_batch(val_data.sample(val_rng, val_classes, options)));
+  }
+  data.summary = fmt::format(
+      "{} generated subjects ({} validation), {} training classes of {}, {} validated ({})",
+      d.subjects, d.validation_subjects, classes.size(), d.label_map, val_classes.size(),
+      d.validation_every_nth_class > 0 ? "held-out classes" : "the training classes");
+  data.sample = [train_data, classes, train_options](std::mt19937_64& rng) {
+    return to_episode_batch(train_data->sample(rng, classes, train_options));
+  };
+  data.class_name = [atlas, name = d.label_map](int64_t value) {
+    return atlas->label_map(name).class_name(value);
+  };
+  data.bank_key = [class_name = data.class_name, dataset = data.dataset](int64_t value) {
+    return std::pair{dataset, class_name(value)};
+  };
   return data;
 }
 
@@ -188,6 +275,92 @@ EpisodeData synthetic_volume_episodes(const IrisTrainConfig& config) {
   };
   // The names write_synthetic_volumes gives the labels in dataset.json.
   data.class_name = [](int64_t value) { return fmt::format("organ_{}", value); };
+  data.bank_key = [](int64_t value) {
+    return std::pair{std::string("synthetic"), fmt::format("organ_{}", value)};
+  };
+  return data;
+}
+
+// The users' datasets (data.datasets), prepared once at run start; training episodes from the
+// training cases with augmentation, fixed validation episodes from the held-out cases, spread
+// evenly over the datasets.
+EpisodeData dataset_episodes(const IrisTrainConfig& config) {
+  const auto& d = config.data;
+  const auto& o = config.model.options;
+  DatasetLoadOptions load_options;
+  load_options.spatial_dims = o.spatial_dims;
+  load_options.in_channels = o.in_channels;
+  load_options.preprocess = d.preprocess;
+  load_options.image_size = d.slice_size;
+  load_options.validation_fraction = d.validation_fraction;
+  load_options.min_voxels = d.min_area;
+  auto datasets =
+      std::make_shared<const std::vector<PreparedDataset>>(load_datasets(d.datasets, load_options));
+  for (const auto& ds : *datasets) {
+    for (const auto& w : ds.warnings) spdlog::warn("dataset '{}': {}", ds.name, w);
+  }
+  auto train_data = std::make_shared<const DatasetEpisodeSampler>(
+      *datasets, DatasetEpisodeSampler::Split::kTrain, d.min_area);
+  const DatasetEpisodeSampler val_data(*datasets, DatasetEpisodeSampler::Split::kValidation,
+                                       d.min_area);
+  DatasetEpisodeOptions train_options;
+  train_options.patch_size = o.spatial_dims == 3
+                                 ? std::array<int64_t, 3>{d.patch_size[0], d.patch_size[1],
+                                                          d.patch_size[2]}
+                                 : std::array<int64_t, 3>{1, d.slice_size, d.slice_size};
+  train_options.classes_per_episode = d.classes_per_episode;
+  train_options.min_voxels = d.min_area;
+  train_options.foreground_probability = d.foreground_probability;
+  train_options.class_drop_probability = d.class_drop_probability;
+  train_options.augment = d.patch_augment;
+  train_options.rotation_degrees = d.rotation_degrees;
+  train_options.scaling = d.scaling;
+  // Validation: every query on its anchor class, all classes kept, no augmentation.
+  DatasetEpisodeOptions val_options = train_options;
+  val_options.foreground_probability = 1;
+  val_options.class_drop_probability = 0;
+  val_options.augment = false;
+  const bool flat = o.spatial_dims == 2;
+  // [C, 1, S, S] -> [C, S, S] in 2D; class values carry their dataset.
+  auto to_batch = [flat](DatasetEpisode de) {
+    PatchEpisode& e = de.episode;
+    if (flat) {
+      e.ref_image = e.ref_image.squeeze(1);
+      e.ref_masks = e.ref_masks.squeeze(1);
+      e.query_image = e.query_image.squeeze(1);
+      e.query_masks = e.query_masks.squeeze(1);
+    }
+    for (auto& v : e.class_values) v += de.dataset * kDatasetStride;
+    return to_episode_batch(e);
+  };
+  EpisodeData data;
+  std::mt19937_64 val_rng(static_cast<uint64_t>(config.run.seed) + 1);
+  const auto n = static_cast<int64_t>(datasets->size());
+  for (int64_t i = 0; i < config.validation.episodes; ++i) {
+    data.validation.push_back(to_batch(val_data.sample(val_rng, val_options, i % n)));
+  }
+  std::string summary;
+  for (const auto& ds : *datasets) {
+    summary += fmt::format("{}{} ({}, {}, {} train / {} validation cases, {} classes{})",
+                           summary.empty() ? "" : "; ", ds.name, ds.layout, to_string(ds.modality),
+                           ds.train.size(), ds.validation.size(), ds.classes.size(),
+                           ds.excluded.empty() ? ""
+                                               : fmt::format(", {} held out", ds.excluded.size()));
+  }
+  data.summary = summary;
+  data.sample = [train_data, train_options, to_batch](std::mt19937_64& rng) {
+    return to_batch(train_data->sample(rng, train_options));
+  };
+  auto split = [](int64_t code) { return std::pair{code / kDatasetStride, code % kDatasetStride}; };
+  data.bank_key = [datasets, split](int64_t code) {
+    const auto [d, v] = split(code);
+    return std::pair{(*datasets)[d].name, (*datasets)[d].class_name(v)};
+  };
+  data.class_name = [datasets, split](int64_t code) {
+    const auto [d, v] = split(code);
+    return (*datasets)[d].name + "/" + (*datasets)[d].class_name(v);
+  };
+  data.dataset_of = [datasets, split](int64_t code) { return (*datasets)[split(code).first].name; };
   return data;
 }
 
@@ -207,10 +380,46 @@ void check_iris_train_config(const IrisTrainConfig& config) {
     throw ConfigError(fmt::format("data.validation_every_nth_class: expected >= 0, got {}",
                                   d.validation_every_nth_class));
   }
+  if (d.source == "datasets") {
+    if (d.datasets.empty()) {
+      throw ConfigError("data.source: datasets needs data.datasets (a list of {path: ...})");
+    }
+    if (d.composite_classes > 0 || d.random_classes > 0 || d.validation_every_nth_class > 0) {
+      throw ConfigError(
+          "data.composite_classes, data.random_classes and data.validation_every_nth_class apply "
+          "to atlas slices; datasets hold classes out with data.datasets[].exclude_classes");
+    }
+    for (const auto& [key, p] : {std::pair{"validation_fraction", d.validation_fraction},
+                                  std::pair{"foreground_probability", d.foreground_probability},
+                                  std::pair{"class_drop_probability", d.class_drop_probability}}) {
+      if (!(p >= 0 && p <= 1)) {
+        throw ConfigError(fmt::format("data.{}: expected a value in [0, 1], got {}", key, p));
+      }
+    }
+  }
   if (o.spatial_dims == 2) {
-    if (d.source != "atlas") {
+    if (d.source == "datasets") {
+      if (d.slice_size % stride != 0) {
+        throw ConfigError(fmt::format(
+            "data.slice_size {} must be divisible by 2^model.stages = {}", d.slice_size, stride));
+      }
+      return;
+    }
+    if (d.source == "subjects") {
+      if (d.subjects < 2 || d.validation_subjects < 2) {
+        throw ConfigError(fmt::format(
+            "data.subjects ({}) and data.validation_subjects ({}) must be at least 2: reference "
+            "and query come from different subjects",
+            d.subjects, d.validation_subjects));
+      }
+      if (d.composite_classes > 0) {
+        throw ConfigError("data.composite_classes applies to data.source: atlas");
+      }
+      if (!(d.subject_spacing > 0)) throw ConfigError("data.subject_spacing must be positive");
+    } else if (d.source != "atlas") {
       throw ConfigError(fmt::format(
-          "data.source: {} is for model.spatial_dims: 3 (2D slices come from the atlas)",
+          "data.source: {} is for model.spatial_dims: 3 (2D models train on the atlas, on "
+          "generated subjects or on data.datasets image folders)",
           d.source));
     }
     if (d.slice_size % stride != 0) {
@@ -222,9 +431,10 @@ void check_iris_train_config(const IrisTrainConfig& config) {
   if (o.spatial_dims != 3) {
     throw ConfigError(fmt::format("model.spatial_dims: expected 2 or 3, got {}", o.spatial_dims));
   }
-  if (d.source != "synthetic") {
+  if (d.source == "atlas" || d.source == "subjects") {
     throw ConfigError(
-        "model.spatial_dims: 3 trains on data.source: synthetic (the atlas is one volume, so a "
+        "model.spatial_dims: 3 trains on data.source: synthetic or datasets (the atlas is one "
+        "volume, so a "
         "query patch could only come from the reference's own structure)");
   }
   if (d.patch_size.size() != 3) {
@@ -237,6 +447,7 @@ void check_iris_train_config(const IrisTrainConfig& config) {
                                     fmt::join(d.patch_size, ", "), stride));
     }
   }
+  if (d.source == "datasets") return;
   if (d.volumes < 2 || d.validation_volumes < 2) {
     throw ConfigError(fmt::format(
         "data.volumes ({}) and data.validation_volumes ({}) must be at least 2: reference and "
@@ -382,13 +593,35 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
             "that amount at initialisation (0: the grid, 1: the foreground frame)");
   });
   v.section("data", [&](ConfigVisitor& d) {
-    d.choice("source", data.source, {"atlas", "synthetic"},
-             "atlas: 2D slices of the atlas; synthetic: 3D patches of generated volumes");
+    d.choice("source", data.source, {"atlas", "subjects", "synthetic", "datasets"},
+             "atlas: 2D slices of the atlas; subjects: 2D slices of subjects generated from the "
+             "atlas; synthetic: 3D patches of generated volumes; datasets: data.datasets");
+    d.field("subjects", data.subjects, "subjects: generated training subjects");
+    d.field("validation_subjects", data.validation_subjects,
+            "subjects: generated held-out subjects for validation");
+    d.field("subject_seed", data.subject_seed, "subjects: seed of the generated subjects");
+    d.field("subject_spacing", data.subject_spacing,
+            "subjects: mm per voxel of the generated subjects");
+    d.field("level_gap", data.level_gap,
+            "subjects: query slice within this many slices of the reference slice's level");
+    d.section_list("datasets", data.datasets,
+                   "data.source: datasets: MSD/nnU-Net trees (3D) or image folders (2D)");
+    d.section("preprocess", data.preprocess);
+    d.field("validation_fraction", data.validation_fraction,
+            "datasets: fraction of each dataset's cases held out for validation (at least 2)");
+    d.field("foreground_probability", data.foreground_probability,
+            "datasets: chance the query patch is centred on the episode's anchor class");
+    d.field("class_drop_probability", data.class_drop_probability,
+            "datasets: chance each class besides the anchor is dropped from an episode");
+    d.field("rotation_degrees", data.rotation_degrees,
+            "datasets: augmentation rotation in the H-W plane, +- degrees");
+    d.field("scaling", data.scaling, "datasets: augmentation zoom in [1 - s, 1 + s]");
     d.field("atlas_dir", data.atlas_dir, "mricron templates folder");
     d.choice("label_map", data.label_map,
              {"aal", "brodmann", "HarvardOxford-cort", "JHU-WhiteMatter"},
              "label map whose classes train the model");
-    d.field("slice_size", data.slice_size, "axial slices are padded square and resized to this");
+    d.field("slice_size", data.slice_size,
+            "2D: axial slices and images are padded square and resized to this");
     d.field("classes_per_episode", data.classes_per_episode, "classes per episode (K)");
     d.field("min_area", data.min_area,
             "pixels (3D: voxels) for a class to count as present on a slice (3D: patch)");
@@ -416,7 +649,7 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
     d.field("volume_seed", data.volume_seed, "3D: seed of the synthetic volumes");
     d.field("patch_size", data.patch_size, "3D: [D, H, W] voxels of reference and query patches");
     d.field("patch_augment", data.patch_augment,
-            "3D: flips, intensity and noise per training patch");
+            "flips, intensity and noise per training patch (datasets: rotation and scaling too)");
   });
   v.section("optim", [&](ConfigVisitor& o) {
     o.choice("name", optim.name, {"adamw", "lamb"}, "optimiser");
@@ -447,7 +680,11 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
           "steps between checkpoints/last.pt for --resume (0: only at the end)");
 }
 
-TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& session) {
+TrainResult train_iris(const IrisTrainConfig& given, const TrainSession& session) {
+  // Dataset names and modalities resolved from the data, so config.yaml records them and a
+  // resumed run compares like with like.
+  IrisTrainConfig config = given;
+  config.data.datasets = resolve_dataset_specs(config.data.datasets);
   const auto& o = config.model.options;
   check_iris_train_config(config);
   if (config.optim.iterations < 1 || config.optim.batch < 1) {
@@ -496,8 +733,10 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
   const dist::BatchShard shard = dist::shard_batch(config.optim.batch, rank, world_size);
 
   // Data: 2D atlas slices or 3D patches of synthetic volumes, with fixed validation episodes.
-  const EpisodeData data =
-      o.spatial_dims == 3 ? synthetic_volume_episodes(config) : atlas_episodes(config);
+  const EpisodeData data = config.data.source == "datasets"   ? dataset_episodes(config)
+                           : config.data.source == "subjects" ? subject_episodes(config)
+                           : o.spatial_dims == 3              ? synthetic_volume_episodes(config)
+                                                              : atlas_episodes(config);
   spdlog::info("IRIS training: {}; run folder {}", data.summary,
                run ? run->path().string() : "(rank 0's)");
 
@@ -579,13 +818,22 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
     double dice_sum = 0;
     int64_t n = 0;
     nlohmann::json classes_json = nlohmann::json::object();
+    std::map<std::string, std::pair<double, int64_t>> per_dataset;
     for (const auto& [value, acc] : per_class) {
       classes_json[data.class_name(value)] = acc.first / acc.second;
       dice_sum += acc.first;
       n += acc.second;
+      auto& dataset = per_dataset[data.dataset_of(value)];
+      dataset.first += acc.first;
+      dataset.second += acc.second;
     }
     row["val/dice"] = n > 0 ? dice_sum / n : 0.0;
     row["val/dice_per_class"] = classes_json;
+    if (config.data.source == "datasets") {
+      nlohmann::json datasets_json = nlohmann::json::object();
+      for (const auto& [name, acc] : per_dataset) datasets_json[name] = acc.first / acc.second;
+      row["val/dice_per_dataset"] = datasets_json;
+    }
     return row;
   };
 
@@ -688,7 +936,8 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
       for (int64_t k = 0; k < step_classes.size(1); ++k) {
         const auto value = static_cast<int64_t>(step_classes[i][k].item<double>()) - 1;
         if (value < 0) continue;
-        bank.update(data.dataset, data.class_name(value), step_embeddings[i][k].to(at::kFloat));
+        const auto [dataset, name] = data.bank_key(value);
+        bank.update(dataset, name, step_embeddings[i][k].to(at::kFloat));
       }
     }
     if (finite) {
@@ -737,8 +986,15 @@ TrainResult train_iris(const IrisTrainConfig& config, const TrainSession& sessio
       const auto row = validate(step);
       run->append_metrics(row);
       const double dice = row["val/dice"].get<double>();
-      tensorboard->add_scalars({{"val/loss", row["val/loss"].get<double>()}, {"val/dice", dice}},
-                               step);
+      std::vector<std::pair<std::string, double>> scalars{{"val/loss", row["val/loss"].get<double>()},
+                                                          {"val/dice", dice}};
+      for (const char* group : {"val/dice_per_class", "val/dice_per_dataset"}) {
+        if (!row.contains(group)) continue;
+        for (const auto& [name, value] : row[group].items()) {
+          scalars.emplace_back(std::string(group) + "/" + name, value.get<double>());
+        }
+      }
+      tensorboard->add_scalars(scalars, step);
       if (dice > best) {
         best = dice;
         result.best_validation_dice = dice;

@@ -11,6 +11,7 @@
 
 #include "core/config.h"
 #include "core/run_dir.h"
+#include "data/dataset_episodes.h"
 #include "models/iris/iris_model.h"
 #include "train/resume.h"
 
@@ -29,7 +30,23 @@ struct IrisTrainConfig {
   struct Data {
     // atlas: 2D slices of the Colin27 atlas (spatial_dims 2). synthetic: 3D patches of organ-like
     // volumes generated at run start (spatial_dims 3); see the patch_3d presets for why.
+    // datasets: the users' own data, `datasets` below (MSD/nnU-Net trees in 3D, image folders
+    // in 2D), prepared through `preprocess`.
     std::string source = "atlas";
+    // subjects: 2D slices of subjects generated from the atlas (a random smooth deformation, pose
+    // and contrast each; data/synthetic_subjects.h); reference and query from different subjects.
+    std::vector<DatasetSpec> datasets;
+    int64_t subjects = 16;            // subjects: training subjects
+    int64_t validation_subjects = 2;  // subjects: held-out subjects for validation
+    int64_t subject_seed = 0;         // subjects: they depend on this, not on run.seed
+    double subject_spacing = 2.0;     // subjects: mm per voxel of the generated volumes
+    int64_t level_gap = 3;            // subjects: query slice within this many slices of the ref's
+    PreprocessOptions preprocess;
+    double validation_fraction = 0.2;     // datasets: held-out cases per dataset (at least 2)
+    double foreground_probability = 0.9;  // datasets: query patch centred on the anchor class
+    double class_drop_probability = 0.15;  // datasets: chance each non-anchor class is dropped
+    double rotation_degrees = 15;          // datasets: augmentation, in the H-W plane
+    double scaling = 0.1;                  // datasets: augmentation, zoom in [1 - s, 1 + s]
     std::string atlas_dir = "/usr/share/mricron/templates";
     std::string label_map = "aal";  // training classes
     int64_t slice_size = 64;

@@ -51,6 +51,7 @@ class FilteredVisitor final : public ConfigVisitor {
   FilteredVisitor(ConfigVisitor& inner, Skip skip, std::string prefix = "")
       : inner_(inner), skip_(std::move(skip)), prefix_(std::move(prefix)) {}
   using ConfigVisitor::section;
+  using ConfigVisitor::section_list;
 
   void field(const char* k, bool& v, const char* h) override { forward(k, v, h); }
   void field(const char* k, int& v, const char* h) override { forward(k, v, h); }
@@ -75,6 +76,24 @@ class FilteredVisitor final : public ConfigVisitor {
       body(filtered);
     });
   }
+  void section_list(const char* k, std::size_t count, const std::function<void(std::size_t)>& resize,
+                    const std::function<void(ConfigVisitor&, std::size_t)>& item,
+                    const std::function<void(ConfigVisitor&)>& prototype,
+                    const char* h) override {
+    const std::string key = join_key(prefix_, k);
+    if (skip_(key)) return;
+    inner_.section_list(
+        k, count, resize,
+        [&](ConfigVisitor& child, std::size_t i) {
+          FilteredVisitor filtered(child, skip_, key + "[]");
+          item(filtered, i);
+        },
+        [&](ConfigVisitor& child) {
+          FilteredVisitor filtered(child, skip_, key + "[]");
+          prototype(filtered);
+        },
+        h);
+  }
 
  private:
   template <typename T>
@@ -92,6 +111,7 @@ class FingerprintVisitor final : public ConfigVisitor {
   explicit FingerprintVisitor(std::string& out, std::string prefix = "")
       : out_(out), prefix_(std::move(prefix)) {}
   using ConfigVisitor::section;
+  using ConfigVisitor::section_list;
 
   void field(const char* k, bool& v, const char*) override { add(k, v ? "true" : "false"); }
   void field(const char* k, int& v, const char*) override { add(k, std::to_string(v)); }
@@ -115,6 +135,15 @@ class FingerprintVisitor final : public ConfigVisitor {
   void section(const char* k, const std::function<void(ConfigVisitor&)>& body) override {
     FingerprintVisitor child(out_, join_key(prefix_, k));
     body(child);
+  }
+  void section_list(const char* k, std::size_t count, const std::function<void(std::size_t)>&,
+                    const std::function<void(ConfigVisitor&, std::size_t)>& item,
+                    const std::function<void(ConfigVisitor&)>&, const char*) override {
+    add(k, fmt::format("list of {}", count));
+    for (std::size_t i = 0; i < count; ++i) {
+      FingerprintVisitor child(out_, fmt::format("{}[{}]", join_key(prefix_, k), i));
+      item(child, i);
+    }
   }
 
  private:

@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <fstream>
+#include <iostream>
 
 #include "core/atomic_file.h"
 #include "eval/iris_predict.h"
@@ -223,6 +225,63 @@ TEST(IrisPredict, PngSlicesAndTheStrategyTable) {
     }
   }
   EXPECT_TRUE(fs::exists(dir / "eval" / "eval.md"));
+}
+
+
+// A volume stored LAS, oblique and anisotropic (0.8 x 0.8 x 2.5 mm).
+Affine las_oblique() {
+  Affine a;
+  const double c = std::cos(0.25), s = std::sin(0.25);
+  a.m = {-0.8, 0, 0, 52.0, 0, 0.8 * c, -2.5 * s, -31.0, 0, 0.8 * s, 2.5 * c, 12.5, 0, 0, 0, 1};
+  return a;
+}
+
+// A model trained on data.datasets: the query goes through the preprocessing path (RAS, 1.5 mm,
+// foreground crop, z-score) and its mask comes back onto the query's own grid.
+TEST(IrisPredict, PreparedQueryMaskEqualsNibabelsResamplingOfThePrediction) {
+  const fs::path python = test::venv_python();
+  if (python.empty()) GTEST_SKIP() << "no .venv with nibabel";
+  TempDir dir;
+  for (int64_t r = 0; r < 2; ++r) {
+    const auto [image, labels] = synthetic_volume(r, {10, 40, 36});
+    write_volume(dir / fmt::format("ref{}.nii.gz", r), image, las_oblique());
+    write_volume(dir / fmt::format("ref{}_mask.nii.gz", r), labels, las_oblique());
+  }
+  const auto [query, query_labels] = synthetic_volume(7, {12, 44, 38});
+  write_volume(dir / "query.nii.gz", query, las_oblique(), 2);
+  models::IrisOptions o{3, 1, 4, 2, 3, 2, 1, false};
+  write_checkpoint(dir / "model.pt", o);
+  write_file_atomic(dir / "config.yaml",
+                    "model:\n  spatial_dims: 3\n  base_channels: 4\n  stages: 2\n"
+                    "  query_tokens: 3\n  heads: 2\n  decoder_layers: 1\n  prior_features: 0\n"
+                    "data:\n  source: datasets\n  preprocess:\n    spacing: [1.5, 1.5, 1.5]\n"
+                    "  datasets:\n    - path: somewhere\n      modality: MR\n");
+  const auto r = run_command(fmt::format(
+      "{} predict iris --checkpoint {} --config {} --reference {} --reference-mask {} --reference "
+      "{} --reference-mask {} --query {} --strategy ensemble --write-prepared --out {} --threads 1",
+      iris_binary(), (dir / "model.pt").string(), (dir / "config.yaml").string(),
+      (dir / "ref0.nii.gz").string(), (dir / "ref0_mask.nii.gz").string(),
+      (dir / "ref1.nii.gz").string(), (dir / "ref1_mask.nii.gz").string(),
+      (dir / "query.nii.gz").string(), (dir / "out").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Volume mask = read_nifti(dir / "out/mask.nii.gz");
+  EXPECT_EQ(mask.data.sizes(), query.sizes());
+  EXPECT_EQ(mask.sform_code, 2);
+  EXPECT_EQ(orientation_codes(mask.affine), "LAS");
+  const Volume prepared = read_nifti(dir / "out/mask_prepared.nii.gz");
+  EXPECT_EQ(orientation_codes(prepared.affine), "RAS");
+  for (double s : prepared.affine.spacing()) EXPECT_NEAR(s, 1.5, 1e-5);
+  const auto check = run_command(fmt::format(
+      "'{}' '{}/tests/eval/resample_reference.py' {} {} {}", python.string(), IRIS_SOURCE_DIR,
+      (dir / "out/mask_prepared.nii.gz").string(), (dir / "query.nii.gz").string(),
+      (dir / "out/mask.nii.gz").string()));
+  ASSERT_EQ(check.exit_code, 0) << check.output;
+  const auto json = nlohmann::json::parse(check.output);
+  std::cout << "[measure] nibabel resampling vs iris predict: " << json.dump() << "\n";
+  EXPECT_TRUE(json["shape_equal"].get<bool>());
+  EXPECT_EQ(json["mismatches"].get<int64_t>(), 0);
+  EXPECT_LT(json["affine_max_difference"].get<double>(), 1e-5);
+  EXPECT_GE(json["values"].size(), 2u) << "a prediction with background and foreground";
 }
 
 }  // namespace

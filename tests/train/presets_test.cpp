@@ -39,7 +39,8 @@ TEST(IrisPresets, EveryPresetLoadsAndBuildsItsModel) {
   std::vector<std::string> names;
   for (const auto& p : presets) names.push_back(p.stem().string());
   for (const char* expected :
-       {"atlas_2d_tiny", "atlas_2d_small", "patch_3d_tiny", "patch_3d_small", "patch_3d_paper"}) {
+       {"atlas_2d_tiny", "atlas_2d_small", "patch_3d_tiny", "patch_3d_small", "patch_3d_paper",
+        "msd_3d_tiny", "images_2d_tiny"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), expected), names.end()) << expected;
   }
   test::TempDir dir;
@@ -48,7 +49,11 @@ TEST(IrisPresets, EveryPresetLoadsAndBuildsItsModel) {
     const auto config = load_config<IrisTrainConfig>({path.string(), {}});
     EXPECT_NO_THROW(check_iris_train_config(config));
     const auto& o = config.model.options;
-    EXPECT_EQ(o.spatial_dims == 3, config.data.source == "synthetic");
+    if (config.data.source != "datasets") {
+      EXPECT_EQ(o.spatial_dims == 3, config.data.source == "synthetic");
+    } else {
+      EXPECT_FALSE(config.data.datasets.empty());
+    }
     // The resolved config, as a run folder stores it, reloads to the same values.
     const fs::path resolved = dir.path() / path.filename();
     write_file_atomic(resolved, dump_config(config));
@@ -63,7 +68,7 @@ TEST(IrisPresets, EveryPresetLoadsAndBuildsItsModel) {
         o.spatial_dims == 3 ? config.data.patch_size
                             : std::vector<int64_t>{config.data.slice_size, config.data.slice_size};
     const int64_t k = config.data.classes_per_episode;
-    std::vector<int64_t> image_shape{1, 1}, mask_shape{1, k};
+    std::vector<int64_t> image_shape{1, o.in_channels}, mask_shape{1, k};
     image_shape.insert(image_shape.end(), spatial.begin(), spatial.end());
     mask_shape.insert(mask_shape.end(), spatial.begin(), spatial.end());
     torch::NoGradGuard no_grad;
