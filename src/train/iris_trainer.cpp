@@ -591,6 +591,8 @@ void IrisTrainConfig::visit(ConfigVisitor& v) {
             "the prior follows each image's foreground frame by a learned amount (shift and scale)");
     m.field("prior_frame_init", o.prior_frame_init,
             "that amount at initialisation (0: the grid, 1: the foreground frame)");
+    m.field("prior_frame_axes", o.prior_frame_axes,
+            "the foreground frame turns with the anatomy's principal axes (rotation)");
   });
   v.section("data", [&](ConfigVisitor& d) {
     d.choice("source", data.source, {"atlas", "subjects", "synthetic", "datasets"},

@@ -39,7 +39,8 @@ at::Tensor IrisModelImpl::encode_task(const at::Tensor& ref_images, const at::Te
 at::Tensor IrisModelImpl::prior_coordinates(const at::Tensor& images) const {
   if (options.prior_features == 0 || !options.prior_frame) return {};
   const std::vector<int64_t> size(images.sizes().begin() + 2, images.sizes().end());
-  return frame_coordinates(size, foreground_frame(images), decoder->prior_frame_mix);
+  return frame_coordinates(size, foreground_frame(images, options.prior_frame_axes),
+                           decoder->prior_frame_mix);
 }
 
 IrisOutput IrisModelImpl::segment(const at::Tensor& query_images, const at::Tensor& task) {

@@ -32,6 +32,9 @@ struct IrisOptions {
   // scaled against the reference's (other slices of a brain, other patients).
   bool prior_frame = false;
   double prior_frame_init = 0.0;  // the mix at initialisation (1: start in the foreground frame)
+  // The foreground frame turns with the anatomy's principal axes too (a rotated query meets the
+  // reference's coordinates).
+  bool prior_frame_axes = false;
 
   int64_t channels(int64_t level) const { return base_channels << level; }
   int64_t feature_channels() const { return channels(stages); }

@@ -48,7 +48,7 @@ at::Tensor sine_position_encoding(const std::vector<int64_t>& size, int64_t chan
   return at::cat(parts, 1);
 }
 
-at::Tensor foreground_frame(const at::Tensor& images) {
+at::Tensor foreground_frame(const at::Tensor& images, bool principal_axes) {
   TORCH_CHECK(images.dim() >= 3, "foreground_frame: images [B, C, *S] expected, got ",
               images.sizes());
   const torch::NoGradGuard no_grad;
@@ -61,28 +61,74 @@ at::Tensor foreground_frame(const at::Tensor& images) {
   const at::Tensor count = weight.sum(1, /*keepdim=*/true);                      // [B, 1]
   const at::Tensor coords = grid_coordinates(size, value.options());             // [N, d]
   const at::Tensor mean = at::matmul(weight, coords) / count.clamp_min(1);       // [B, d]
-  const at::Tensor var = at::matmul(weight, coords * coords) / count.clamp_min(1) - mean * mean;
   // Too little foreground for stable moments: keep the grid's frame.
   const at::Tensor usable =
       count >= std::max<double>(8.0, 0.01 * static_cast<double>(value.size(1)));
-  const at::Tensor std = var.clamp_min(0.05 * 0.05).sqrt();
-  return at::stack({at::where(usable, mean, at::zeros_like(mean)),
-                    at::where(usable, std, at::full_like(std, kGridStd))},
-                   1)
-      .view({b, 2, d});
+  if (!principal_axes) {
+    const at::Tensor var = at::matmul(weight, coords * coords) / count.clamp_min(1) - mean * mean;
+    const at::Tensor std = var.clamp_min(0.05 * 0.05).sqrt();
+    return at::stack({at::where(usable, mean, at::zeros_like(mean)),
+                      at::where(usable, std, at::full_like(std, kGridStd))},
+                     1)
+        .view({b, 2, d});
+  }
+  // Covariance [B, d, d] of the foreground coordinates, in double for the eigenvectors.
+  const at::Tensor w = weight.to(at::kDouble), x = coords.to(at::kDouble);
+  const at::Tensor m = mean.to(at::kDouble);
+  const at::Tensor second = at::einsum("bn,ni,nj->bij", {w, x, x}) /
+                            count.to(at::kDouble).clamp_min(1).unsqueeze(2);
+  const at::Tensor covariance = second - m.unsqueeze(2) * m.unsqueeze(1);
+  const auto [eigenvalues, eigenvectors] = at::linalg_eigh(covariance);  // ascending, columns
+  at::Tensor out = at::zeros({b, 2 + d, d}, at::kDouble);
+  for (int64_t item = 0; item < b; ++item) {
+    if (!usable[item].item<bool>()) {
+      out[item][1].fill_(kGridStd);
+      out[item].narrow(0, 2, d).copy_(at::eye(d, at::kDouble));
+      continue;
+    }
+    out[item][0].copy_(m[item]);
+    // Each grid axis takes the principal axis most aligned with it (greedy, largest first).
+    const at::Tensor v = eigenvectors[item];  // [d, d], column c = axis c
+    std::vector<bool> axis_used(d, false), column_used(d, false);
+    for (int64_t round = 0; round < d; ++round) {
+      int64_t best_axis = -1, best_column = -1;
+      double best = -1;
+      for (int64_t a = 0; a < d; ++a) {
+        if (axis_used[a]) continue;
+        for (int64_t c = 0; c < d; ++c) {
+          if (column_used[c]) continue;
+          const double value_ac = std::abs(v[a][c].item<double>());
+          if (value_ac > best) best = value_ac, best_axis = a, best_column = c;
+        }
+      }
+      axis_used[best_axis] = column_used[best_column] = true;
+      const double sign = v[best_axis][best_column].item<double>() >= 0 ? 1.0 : -1.0;
+      out[item].narrow(0, 2, d).select(1, best_axis).copy_(v.select(1, best_column) * sign);
+      out[item][1][best_axis] =
+          std::sqrt(std::max(eigenvalues[item][best_column].item<double>(), 0.05 * 0.05));
+    }
+  }
+  return out.to(at::kFloat);
 }
 
 at::Tensor frame_coordinates(const std::vector<int64_t>& size, const at::Tensor& frames,
                              const at::Tensor& mix) {
   const int64_t d = static_cast<int64_t>(size.size());
-  TORCH_CHECK(frames.dim() == 3 && frames.size(1) == 2 && frames.size(2) == d,
-              "frame_coordinates: frames [B, 2, ", d, "] expected, got ", frames.sizes());
+  TORCH_CHECK(frames.dim() == 3 && (frames.size(1) == 2 || frames.size(1) == 2 + d) &&
+                  frames.size(2) == d,
+              "frame_coordinates: frames [B, 2 (+", d, "), ", d, "] expected, got ",
+              frames.sizes());
   TORCH_CHECK(mix.numel() == d, "frame_coordinates: mix of ", d, " values expected, got ",
               mix.sizes());
   const at::Tensor grid = grid_coordinates(size, mix.options()).unsqueeze(0);      // [1, N, d]
   const at::Tensor mean = frames.select(1, 0).to(mix.scalar_type()).unsqueeze(1);  // [B, 1, d]
   const at::Tensor std = frames.select(1, 1).to(mix.scalar_type()).unsqueeze(1);
-  const at::Tensor framed = (grid - mean) * (kGridStd / std);
+  at::Tensor centred = grid - mean;  // [B, N, d]
+  if (frames.size(1) == 2 + d) {
+    // Coordinates along the principal axes: (x - μ)·V.
+    centred = at::matmul(centred, frames.narrow(1, 2, d).to(mix.scalar_type()));
+  }
+  const at::Tensor framed = centred * (kGridStd / std);
   return grid + mix.view({1, 1, d}) * (framed - grid);  // [B, N, d]
 }
 

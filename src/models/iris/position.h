@@ -22,11 +22,15 @@ at::Tensor sine_position_encoding(const std::vector<int64_t>& size, int64_t chan
 // per axis, the mean and standard deviation (grid coordinates) of the voxels brighter than 5% of
 // the image's intensity range (channels averaged). images [B, C, *S] -> [B, 2, d] (row 0: mean,
 // row 1: std); an image with (almost) no foreground gets the grid's own frame (0, kGridStd).
+// With principal_axes, the frame also turns with the foreground: [B, 2 + d, d], rows 2.. the
+// rotation whose column a is the principal axis nearest grid axis a (sign towards it), and row 1
+// the spread along those axes; a rotated anatomy then meets the reference in the same
+// coordinates too.
 inline constexpr double kGridStd = 0.57735026918962573;  // std of a uniform axis on [-1, 1]
-at::Tensor foreground_frame(const at::Tensor& images);
+at::Tensor foreground_frame(const at::Tensor& images, bool principal_axes = false);
 
-// Grid coordinates moved towards the foreground frame: x + mix·((x - μ)·kGridStd/σ - x), per batch
-// item. frames [B, 2, d], mix [d] (0: the grid, 1: the foreground frame) -> [B, N, d]. A reference
+// Grid coordinates moved towards the foreground frame: x + mix·((x - μ)·V·kGridStd/σ - x), per
+// batch item (V the frame's rotation, identity for [B, 2, d] frames). frames [B, 2(+d), d], mix [d] (0: the grid, 1: the foreground frame) -> [B, N, d]. A reference
 // and a query whose foregrounds differ by a shift and per-axis scale meet in the same coordinates
 // at mix 1 (moment matching, as a rigid-free registration of the two fields of view).
 at::Tensor frame_coordinates(const std::vector<int64_t>& size, const at::Tensor& frames,
