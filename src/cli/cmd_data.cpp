@@ -9,6 +9,7 @@
 #include "core/build_info.h"
 #include "core/error.h"
 #include "data/inspect.h"
+#include "data/synthetic_images.h"
 #include "data/synthetic_video.h"
 #if IRIS_HAVE_NIFTI
 #include "data/synthetic_volume.h"
@@ -49,8 +50,8 @@ std::function<int()> setup_data(CLI::App& app, const GlobalOptions& globals) {
     SyntheticVideoOptions video;
   };
   auto synth_options = std::make_shared<SynthOptions>();
-  CLI::App* synth = app.add_subcommand("synth", "write synthetic data (surgical-video, volumes)");
-  synth->add_option("KIND", synth_options->kind, "surgical-video | volumes")->required();
+  CLI::App* synth = app.add_subcommand("synth", "write synthetic data (surgical-video, volumes, images)");
+  synth->add_option("KIND", synth_options->kind, "surgical-video | volumes | images")->required();
   synth->add_option("--out", synth_options->out, "output folder")->required();
   synth->add_option("--videos", synth_options->video.videos, "number of clips")
       ->capture_default_str();
@@ -71,7 +72,7 @@ std::function<int()> setup_data(CLI::App& app, const GlobalOptions& globals) {
       ->capture_default_str();
   // synth volumes: imagesTr/labelsTr NIfTI tree for IRIS.
   auto volume_counts = std::make_shared<std::pair<int64_t, int64_t>>(4, 3);  // cases, classes
-  synth->add_option("--cases", volume_counts->first, "volumes: number of cases")
+  synth->add_option("--cases", volume_counts->first, "volumes, images: number of cases")
       ->capture_default_str();
   synth->add_option("--classes", volume_counts->second, "volumes: organ classes per case")
       ->capture_default_str();
@@ -113,9 +114,26 @@ std::function<int()> setup_data(CLI::App& app, const GlobalOptions& globals) {
             "synth volumes: NIfTI support is off in this build (IRIS_WITH_NIFTI)");
 #endif
       }
+      if (o.kind == "images") {
+        SyntheticImageOptions im;
+        im.cases = volume_counts->first;
+        im.seed = synth->get_option("--seed")->count() == 0 && globals.seed ? *globals.seed
+                                                                            : o.video.seed;
+        if (synth->get_option("--size")->count() > 0) {
+          char x = 0;
+          std::istringstream size(o.size);
+          if (!(size >> im.width >> x >> im.height) || (x != 'x' && x != 'X') || !size.eof()) {
+            throw UsageError("--size: expected WxH such as 96x80, got '" + o.size + "'");
+          }
+        }
+        const int64_t n = write_synthetic_image_folder(im, o.out);
+        std::cout << n << " images of " << im.width << "x" << im.height
+                  << " with polyp masks written to " << o.out << " (images/, masks/)\n";
+        return 0;
+      }
       if (o.kind != "surgical-video") {
         throw UsageError("synth: unknown kind '" + o.kind +
-                         "'; available: surgical-video, volumes");
+                         "'; available: surgical-video, volumes, images");
       }
       char x = 0;
       std::istringstream size(o.size);

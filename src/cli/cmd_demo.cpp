@@ -57,6 +57,15 @@ int run_surgical_study(const std::string& out, const GlobalOptions& globals) {
 
 }  // namespace
 
+// The demo's training (configs/iris/subjects_2d_tiny.yaml says the same).
+constexpr int64_t kDemoIterations = 1000;
+constexpr int64_t kDemoSubjects = 40;
+constexpr int64_t kDemoBaseChannels = 8;
+// Evaluation: the real atlas in kEvalPoses poses; subject indices of the references and queries.
+constexpr int64_t kEvalPoses = 3;
+constexpr uint64_t kEvalReferenceIndex = 500000;
+constexpr uint64_t kEvalQueryIndex = 600000;
+
 std::function<int()> setup_demo(CLI::App& app, const GlobalOptions& globals) {
   struct Options {
     std::string out = "demo-out";
@@ -93,21 +102,29 @@ std::function<int()> setup_demo(CLI::App& app, const GlobalOptions& globals) {
     config.run.seed = globals.seed.value_or(0);
     config.run.device = globals.device;
     config.run.threads = globals.threads;
-    config.optim.iterations =
-        options->iterations > 0 ? options->iterations : (options->full ? 4000 : 1500);
+    config.optim.iterations = options->iterations > 0 ? options->iterations
+                              : options->full         ? 4 * kDemoIterations
+                                                      : kDemoIterations;
     config.validation.every = std::max<int64_t>(1, config.optim.iterations / 6);
-    // As configs/iris/atlas_2d_tiny.yaml: the prior in each slice's foreground frame, random
-    // ellipsoid classes beside AAL's, and every 6th AAL class held out to pick the checkpoint
-    // (docs/iris-training.md, "Classes no atlas names", has the runs behind these choices).
+    // As configs/iris/subjects_2d_tiny.yaml: cross-subject episodes of subjects generated from
+    // the atlas (pose, deformation, contrast), the prior in each slice's foreground frame along
+    // its principal axes, random ellipsoid classes beside AAL's, and every 6th AAL class held out
+    // to pick the checkpoint (docs/iris-training.md has the runs behind these choices).
+    config.data.source = "subjects";
+    config.data.subjects = kDemoSubjects;
+    config.model.options.base_channels = kDemoBaseChannels;
     config.model.options.prior_frame = true;
     config.model.options.prior_frame_init = 1.0;
+    config.model.options.prior_frame_axes = true;
     config.data.random_classes = 0.8;
     config.data.validation_every_nth_class = 6;
     if (!options->overrides.empty()) {
       load_config_into({"", options->overrides}, [&config](ConfigVisitor& v) { config.visit(v); });
     }
-    spdlog::info("demo 1/3: training IRIS on {} slices of the Colin27 atlas ({} steps)",
-                 config.data.label_map, config.optim.iterations);
+    spdlog::info(
+        "demo 1/3: training IRIS on {} classes of {} subjects generated from the Colin27 atlas "
+        "({} steps)",
+        config.data.label_map, config.data.subjects, config.optim.iterations);
     const TrainResult trained = train_iris(config);
     const auto report_files = report::write_training_report(trained.run_dir);
     spdlog::info("training report: {}", report_files.markdown.string());
@@ -129,16 +146,31 @@ std::function<int()> setup_demo(CLI::App& app, const GlobalOptions& globals) {
       // past the training and validation ones.
       SubjectOptions subject_options;
       subject_options.spacing_mm = config.data.subject_spacing;
-      const uint64_t first_reference =
-          static_cast<uint64_t>(config.data.subject_seed) * 1000003ULL +
-          static_cast<uint64_t>(config.data.subjects + config.data.validation_subjects);
-      const Subject query = pose_atlas(atlas, subject_options, first_reference + 999);
-      std::vector<Subject> references;
+      // Evaluation subjects come from seeds far from the training ones (data.subject_seed's
+      // block holds the training and validation subjects from index 0).
+      const uint64_t base = static_cast<uint64_t>(config.data.subject_seed) * 1000003ULL;
+      const uint64_t first_reference = base + kEvalReferenceIndex;
+      const uint64_t first_query = base + kEvalQueryIndex;
+      std::vector<Subject> queries, references;
+      for (int64_t p = 0; p < kEvalPoses; ++p) {
+        queries.push_back(pose_atlas(atlas, subject_options, first_query + p));
+      }
       for (int64_t r = 0; r < eval_options.ensemble_references; ++r) {
         references.push_back(
             make_subject(atlas, subject_options, first_reference + static_cast<uint64_t>(r)));
       }
-      results = evaluate_unseen_cross_subject(best, untrained, atlas, query, references, unseen,
+      eval_options.cross_subject = true;
+      eval_options.query_description = fmt::format(
+          "the real Colin27 T1 and label maps in {} rigid poses no training subject had (seeds {} "
+          "to {}: {} degrees about S, {} about R and A, a {} mm shift, each in a random direction; "
+          "no deformation, real intensities)",
+          kEvalPoses, first_query, first_query + kEvalPoses - 1, subject_options.rotation_degrees,
+          subject_options.tilt_degrees, subject_options.shift_mm);
+      eval_options.reference_description = fmt::format(
+          "{} subjects generated from the atlas (seeds {} to {}), never trained on",
+          eval_options.ensemble_references, first_reference,
+          first_reference + static_cast<uint64_t>(eval_options.ensemble_references) - 1);
+      results = evaluate_unseen_cross_subject(best, untrained, atlas, queries, references, unseen,
                                               eval_options);
     } else {
       results = evaluate_unseen_structures(best, untrained, atlas, unseen, eval_options);

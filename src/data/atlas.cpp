@@ -7,6 +7,7 @@
 #include <deque>
 #include <limits>
 
+#include "core/distance_transform.h"
 #include "core/error.h"
 #include "io/nifti.h"
 
@@ -36,59 +37,10 @@ bool same_grid(const Volume& a, const Volume& b) {
   return true;
 }
 
-constexpr float kFar = std::numeric_limits<float>::max() / 4;
-
-// One pass of the exact squared Euclidean distance transform (Felzenszwalb & Huttenlocher) along
-// a line of n samples `step` apart in memory and `spacing` mm apart; f holds squared distances.
-void edt_line(float* f, int64_t n, int64_t step, double spacing, std::vector<float>& in,
-              std::vector<int64_t>& v, std::vector<double>& z) {
-  const double w = spacing * spacing;
-  for (int64_t q = 0; q < n; ++q) in[q] = f[q * step];
-  int64_t k = -1;
-  for (int64_t q = 0; q < n; ++q) {
-    if (in[q] >= kFar) continue;
-    double s = 0;
-    while (k >= 0) {
-      const int64_t p = v[k];
-      s = ((in[q] + w * q * q) - (in[p] + w * p * p)) / (2 * w * (q - p));
-      if (s > z[k]) break;
-      --k;
-    }
-    ++k;
-    v[k] = q;
-    z[k] = k == 0 ? -std::numeric_limits<double>::infinity() : s;
-  }
-  if (k < 0) return;  // no finite sample on this line
-  int64_t j = 0;
-  for (int64_t q = 0; q < n; ++q) {
-    while (j < k && z[j + 1] < q) ++j;
-    const double d = double(q - v[j]);
-    f[q * step] = static_cast<float>(w * d * d + in[v[j]]);
-  }
-}
-
-// Squared distance in mm from every voxel to the nearest true voxel of `mask` [nk, nj, ni].
-at::Tensor squared_distance_to(const at::Tensor& mask, const std::array<double, 3>& spacing) {
-  at::Tensor d =
-      at::where(mask, at::zeros({}, at::kFloat), at::full({}, kFar, at::kFloat)).contiguous();
-  const int64_t nk = d.size(0), nj = d.size(1), ni = d.size(2);
-  const int64_t longest = std::max({nk, nj, ni});
-  std::vector<float> in(longest);
-  std::vector<int64_t> v(longest);
-  std::vector<double> z(longest + 1);
-  float* f = d.data_ptr<float>();
-  for (int64_t k = 0; k < nk; ++k)
-    for (int64_t j = 0; j < nj; ++j) edt_line(f + (k * nj + j) * ni, ni, 1, spacing[0], in, v, z);
-  for (int64_t k = 0; k < nk; ++k)
-    for (int64_t i = 0; i < ni; ++i) edt_line(f + k * nj * ni + i, nj, ni, spacing[1], in, v, z);
-  for (int64_t j = 0; j < nj; ++j)
-    for (int64_t i = 0; i < ni; ++i) edt_line(f + j * ni + i, nk, nj * ni, spacing[2], in, v, z);
-  return d;
-}
-
 at::Tensor dilate(const at::Tensor& mask, double radius_mm, const std::array<double, 3>& spacing) {
   if (radius_mm <= 0) return mask;
-  return squared_distance_to(mask, spacing) <= radius_mm * radius_mm;
+  // spacing is along (i, j, k); the tensor's dims are (k, j, i).
+  return squared_distance_to(mask, {spacing[2], spacing[1], spacing[0]}) <= radius_mm * radius_mm;
 }
 
 // Background voxels that cannot reach the volume border through 6-connected background become

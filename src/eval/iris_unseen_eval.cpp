@@ -117,37 +117,35 @@ std::vector<StructureResult> evaluate_unseen_structures(models::IrisModel& train
 
 std::vector<StructureResult> evaluate_unseen_cross_subject(
     models::IrisModel& trained, models::IrisModel& untrained, const MricronAtlas& atlas,
-    const Subject& query,
-    const std::vector<Subject>& references, const std::vector<std::string>& label_maps,
-    const UnseenEvalOptions& options) {
-  TORCH_CHECK(!references.empty(), "cross-subject evaluation needs a reference subject");
+    const std::vector<Subject>& queries, const std::vector<Subject>& references,
+    const std::vector<std::string>& label_maps, const UnseenEvalOptions& options) {
+  TORCH_CHECK(!references.empty() && !queries.empty(),
+              "cross-subject evaluation needs a query and a reference subject");
   torch::NoGradGuard no_grad;
   trained->eval();
   untrained->eval();
   std::vector<StructureResult> results;
   for (const auto& map_name : label_maps) {
-    const SubjectSlices q = slice_subject(query, map_name, options.slice_size, options.min_area);
-    std::vector<SubjectSlices> refs;
+    std::vector<SubjectSlices> posed, refs;
+    for (const auto& q : queries) {
+      posed.push_back(slice_subject(q, map_name, options.slice_size, options.min_area));
+    }
     for (const auto& r : references) {
       refs.push_back(slice_subject(r, map_name, options.slice_size, options.min_area));
     }
-    // The largest structures (by query slices showing them) of this map.
+    // The largest structures (by slices of the first query showing them) of this map.
     std::vector<int64_t> classes;
-    for (const auto& [value, rows] : q.present) {
-      if (rows.size() >= 2 && refs[0].present.count(value)) classes.push_back(value);
+    for (const auto& [value, rows] : posed[0].present) {
+      if (rows.size() >= 2) classes.push_back(value);
     }
     std::stable_sort(classes.begin(), classes.end(), [&](int64_t a, int64_t b) {
-      return q.present.at(a).size() > q.present.at(b).size();
+      return posed[0].present.at(a).size() > posed[0].present.at(b).size();
     });
     if (static_cast<int64_t>(classes.size()) > options.max_structures_per_map) {
       classes.resize(static_cast<std::size_t>(options.max_structures_per_map));
     }
     Progress progress("evaluate " + map_name, static_cast<int64_t>(classes.size()), "structure");
     for (int64_t value : classes) {
-      const auto& present = q.present.at(value);
-      std::vector<int64_t> queries;
-      const int64_t n = std::min<int64_t>(options.queries_per_structure, present.size());
-      for (int64_t i = 0; i < n; ++i) queries.push_back(present[i * present.size() / n]);
       // The reference subject's row holding the structure at the level nearest the query's.
       auto nearest = [&](const SubjectSlices& r, int64_t level) -> int64_t {
         const auto it = r.present.find(value);
@@ -165,33 +163,42 @@ std::vector<StructureResult> evaluate_unseen_cross_subject(
                                   r.mask(row, value).unsqueeze(0).unsqueeze(0));
       };
       StructureResult result{map_name, atlas.label_map(map_name).class_name(value), value, 0};
-      for (int64_t row : queries) {
-        const int64_t level = q.levels[row];
-        const int64_t r0 = nearest(refs[0], level);
-        if (r0 < 0) continue;
-        const at::Tensor one_shot_task = task_of(trained, refs[0], r0);
-        at::Tensor ensemble_task = at::zeros_like(one_shot_task);
-        int64_t used = 0;
-        for (const auto& r : refs) {
-          const int64_t rr = nearest(r, level);
-          if (rr < 0) continue;
-          ensemble_task += task_of(trained, r, rr);
-          ++used;
+      int64_t single = 0;  // (query slice, reference) pairs behind one-shot, copy and untrained
+      for (const auto& q : posed) {
+        const auto found = q.present.find(value);
+        if (found == q.present.end()) continue;
+        const auto& present = found->second;
+        const int64_t n = std::min<int64_t>(options.queries_per_structure, present.size());
+        for (int64_t i = 0; i < n; ++i) {
+          const int64_t row = present[i * present.size() / n];
+          const at::Tensor image = q.images[row].unsqueeze(0).unsqueeze(0);
+          const at::Tensor truth = q.mask(row, value);
+          at::Tensor ensemble_task;
+          int64_t used = 0;
+          for (const auto& r : refs) {
+            const int64_t rr = nearest(r, q.levels[row]);
+            if (rr < 0) continue;
+            const at::Tensor task = task_of(trained, r, rr);
+            ensemble_task = ensemble_task.defined() ? ensemble_task + task : task;
+            ++used;
+            result.one_shot += dice_of(trained->segment(image, task).logits[0][0], truth);
+            result.untrained +=
+                dice_of(untrained->segment(image, task_of(untrained, r, rr)).logits[0][0], truth);
+            result.copy_reference += dice_of(r.mask(rr, value) * 2 - 1, truth);
+            ++single;
+          }
+          if (used == 0) continue;
+          result.ensemble +=
+              dice_of(trained->segment(image, ensemble_task / static_cast<double>(used))
+                          .logits[0][0],
+                      truth);
+          ++result.queries;
         }
-        ensemble_task /= static_cast<double>(used);
-        const at::Tensor image = q.images[row].unsqueeze(0).unsqueeze(0);
-        const at::Tensor truth = q.mask(row, value);
-        result.one_shot += dice_of(trained->segment(image, one_shot_task).logits[0][0], truth);
-        result.ensemble += dice_of(trained->segment(image, ensemble_task).logits[0][0], truth);
-        result.untrained += dice_of(
-            untrained->segment(image, task_of(untrained, refs[0], r0)).logits[0][0], truth);
-        result.copy_reference += dice_of(refs[0].mask(r0, value) * 2 - 1, truth);
-        ++result.queries;
       }
       if (result.queries > 0) {
-        const double m = static_cast<double>(result.queries);
-        result.one_shot /= m, result.ensemble /= m, result.untrained /= m,
-            result.copy_reference /= m;
+        const double m = static_cast<double>(single);
+        result.one_shot /= m, result.untrained /= m, result.copy_reference /= m;
+        result.ensemble /= static_cast<double>(result.queries);
         results.push_back(result);
       }
       progress.advance();
@@ -208,11 +215,22 @@ nlohmann::json unseen_results_json(const std::vector<StructureResult>& results, 
                           {"copy_reference", r.copy_reference}, {"untrained", r.untrained}});
   }
   const Means m = macro_means(results);
+  nlohmann::json protocol{{"slice_size", o.slice_size},
+                          {"ensemble_references", o.ensemble_references},
+                          {"queries_per_structure", o.queries_per_structure},
+                          {"min_area", o.min_area}};
+  if (o.cross_subject) {
+    protocol["kind"] = "cross-subject";
+    protocol["query"] = o.query_description;
+    protocol["references"] = o.reference_description;
+    protocol["reference_slice"] =
+        "the reference subject's slice holding the structure at the level nearest the query's";
+  } else {
+    protocol["kind"] = "same brain, other slices";
+    protocol["min_slice_gap"] = o.min_slice_gap;
+  }
   return {{"metric", "Dice of sigmoid(logit) > 0.5 per query slice, mean over query slices, then over structures"},
-          {"protocol",
-           {{"slice_size", o.slice_size}, {"ensemble_references", o.ensemble_references},
-            {"queries_per_structure", o.queries_per_structure}, {"min_slice_gap", o.min_slice_gap},
-            {"min_area", o.min_area}}},
+          {"protocol", protocol},
           {"mean", {{"one_shot", m.one_shot}, {"context_ensemble", m.ensemble},
                     {"copy_reference", m.copy_reference}, {"untrained", m.untrained}}},
           {"structures", structures}};
@@ -220,6 +238,19 @@ nlohmann::json unseen_results_json(const std::vector<StructureResult>& results, 
 
 std::string unseen_results_markdown(const std::vector<StructureResult>& results, const UnseenEvalOptions& o) {
   std::string md = "# IRIS on structures it never trained on\n\n";
+  if (o.cross_subject) {
+    md += fmt::format(
+        "Queries: {}. References: {}. Each query slice holding a structure (up to {} per "
+        "structure and query, spread over its extent) is segmented with the slice of a reference "
+        "subject that holds the structure at the nearest level, each reference in turn (one-shot, "
+        "copied reference, untrained network; averaged), or with those of all {} reference "
+        "subjects at once (context ensemble). "
+        "Axial slices at {}x{}; Dice of the thresholded prediction per query slice, averaged "
+        "over query slices, then over structures. Baselines: the reference slice's mask copied "
+        "onto the query slice, and the same network with its initial weights.\n\n",
+        o.query_description, o.reference_description, o.queries_per_structure,
+        o.ensemble_references, o.slice_size, o.slice_size);
+  } else {
   md += fmt::format(
       "Reference slice -> query slices of the same structure (axial slices of the Colin27 atlas, "
       "{0}x{0}). Dice of the thresholded prediction per query slice, averaged over up to {1} query "
@@ -227,6 +258,7 @@ std::string unseen_results_markdown(const std::vector<StructureResult>& results,
       "averages task embeddings over {3} references. Baselines: the reference mask copied onto the "
       "query slice, and the same network with its initial weights.\n\n",
       o.slice_size, o.queries_per_structure, o.min_slice_gap, o.ensemble_references);
+  }
   md += "| label map | structure | queries | one-shot | context ensemble | copy reference | untrained |\n";
   md += "|:--|:--|--:|--:|--:|--:|--:|\n";
   for (const auto& r : results) {

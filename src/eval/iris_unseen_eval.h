@@ -21,14 +21,18 @@ struct UnseenEvalOptions {
   int64_t queries_per_structure = 6;  // query slices per structure, spread over its extent
   int64_t min_slice_gap = 3;          // queries at least this far from every reference
   int64_t max_structures_per_map = 10;  // the largest structures of each label map
+  // Cross-subject protocol (evaluate_unseen_cross_subject), described in the outputs.
+  bool cross_subject = false;
+  std::string query_description;      // e.g. the query's pose
+  std::string reference_description;  // e.g. the reference subjects' seeds
 };
 
 struct StructureResult {
   std::string label_map;
   std::string name;
   int64_t value = 0;
-  int64_t queries = 0;
-  double one_shot = 0;       // mean Dice over query slices
+  int64_t queries = 0;        // query slices (cross-subject: over all query poses)
+  double one_shot = 0;       // mean Dice over query slices (cross-subject: and references)
   double ensemble = 0;
   double copy_reference = 0;  // baseline: the reference mask used as the prediction
   double untrained = 0;       // baseline: same network, initial weights, one-shot
@@ -40,15 +44,16 @@ std::vector<StructureResult> evaluate_unseen_structures(models::IrisModel& train
                                                         const std::vector<std::string>& label_maps,
                                                         const UnseenEvalOptions& options);
 
-// Cross-subject: the query is `query` (the real atlas in a pose no training subject had); each of
-// its slices holding a structure is segmented with the slice of reference subject 0 at the nearest
-// level holding it (one-shot; the copied reference), or of every reference subject (context
-// ensemble). `references` are generated subjects the model never trained on.
+// Cross-subject: the queries are the real atlas in poses no training subject had; each of their
+// slices holding a structure is segmented with the slice of each reference subject in turn at
+// the nearest level holding it (one-shot, the copied reference and the untrained network,
+// averaged over the references), or with those of every reference subject at once (context
+// ensemble). `references` are generated subjects the model never trained on. Structures: the
+// largest of each map in the first query.
 std::vector<StructureResult> evaluate_unseen_cross_subject(
     models::IrisModel& trained, models::IrisModel& untrained, const MricronAtlas& atlas,
-    const Subject& query,
-    const std::vector<Subject>& references, const std::vector<std::string>& label_maps,
-    const UnseenEvalOptions& options);
+    const std::vector<Subject>& queries, const std::vector<Subject>& references,
+    const std::vector<std::string>& label_maps, const UnseenEvalOptions& options);
 
 // Means over structures (macro average) per method, and the table as JSON / markdown.
 nlohmann::json unseen_results_json(const std::vector<StructureResult>& results, const UnseenEvalOptions& options);

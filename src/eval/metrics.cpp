@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include "core/distance_transform.h"
+
 namespace iris::eval {
 namespace {
 
@@ -37,23 +39,6 @@ std::vector<double> spacing_for(int64_t dims, const std::vector<double>& spacing
   TORCH_CHECK(static_cast<int64_t>(spacing.size()) == dims, "metrics: spacing has ",
               spacing.size(), " values for ", dims, " spatial dims");
   return spacing;
-}
-
-// Coordinates of the true pixels, scaled by spacing: [N, dims] float64.
-at::Tensor scaled_points(const at::Tensor& mask, const std::vector<double>& spacing) {
-  auto idx = torch::nonzero(mask).to(torch::kFloat64);
-  return idx * torch::tensor(spacing, torch::kFloat64);
-}
-
-at::Tensor nearest_distances(const at::Tensor& from, const at::Tensor& to) {
-  // Chunked brute force: exact, and edge sets are small.
-  std::vector<at::Tensor> out;
-  const int64_t chunk = 4096;
-  for (int64_t i = 0; i < from.size(0); i += chunk) {
-    const auto d = torch::cdist(from.slice(0, i, std::min(i + chunk, from.size(0))), to);
-    out.push_back(std::get<0>(d.min(1)));
-  }
-  return out.empty() ? torch::zeros({0}, torch::kFloat64) : torch::cat(out);
 }
 
 double percentile(const at::Tensor& values, double q) {
@@ -120,10 +105,10 @@ at::Tensor boundary(const at::Tensor& mask) {
 at::Tensor surface_distances(const at::Tensor& from, const at::Tensor& to,
                              const std::vector<double>& spacing_in) {
   const auto spacing = spacing_for(from.dim(), spacing_in);
-  const auto a = scaled_points(boundary(from), spacing);
-  const auto b = scaled_points(boundary(to), spacing);
-  if (b.size(0) == 0) return torch::full({a.size(0)}, std::numeric_limits<double>::infinity(), torch::kFloat64);
-  return nearest_distances(a, b);
+  // The exact distance transform of `to`'s boundary, read at `from`'s boundary pixels: linear in
+  // the image size whatever the size of the two surfaces (volumes of users' CT included).
+  const at::Tensor squared = squared_distance_to(boundary(to), spacing);
+  return squared.masked_select(boundary(from)).sqrt();
 }
 
 at::Tensor surface_dice(const at::Tensor& pred, const at::Tensor& truth, double tolerance,

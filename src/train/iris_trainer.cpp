@@ -94,6 +94,28 @@ struct EpisodeData {
 // Class values of dataset episodes carry their dataset: index * kDatasetStride + label value.
 constexpr int64_t kDatasetStride = int64_t{1} << 20;
 
+// With data.validation_every_nth_class = n: the classes at positions i % n == 0 of `classes` never
+// train and are the validated ones (those of them `validation` holds).
+void hold_out_classes(const IrisTrainConfig::Data& d, std::vector<int64_t>& classes,
+                      std::vector<int64_t>& validation) {
+  if (d.validation_every_nth_class <= 0) return;
+  std::vector<int64_t> kept, held;
+  for (std::size_t i = 0; i < classes.size(); ++i) {
+    (i % d.validation_every_nth_class == 0 ? held : kept).push_back(classes[i]);
+  }
+  std::vector<int64_t> validated;
+  std::set_intersection(validation.begin(), validation.end(), held.begin(), held.end(),
+                        std::back_inserter(validated));
+  if (kept.empty() || validated.empty()) {
+    throw ConfigError(fmt::format(
+        "data.validation_every_nth_class = {} leaves {} training and {} validation classes of "
+        "{}; both need at least one",
+        d.validation_every_nth_class, kept.size(), validated.size(), d.label_map));
+  }
+  classes = std::move(kept);
+  validation = std::move(validated);
+}
+
 // Axial slices of ch2bet with the training label map, split by slice index.
 EpisodeData atlas_episodes(const IrisTrainConfig& config) {
   const auto& d = config.data;
@@ -108,23 +130,7 @@ EpisodeData atlas_episodes(const IrisTrainConfig& config) {
   const SliceDataset val_data(atlas->image, labels.labels, val_slices, d.slice_size, d.min_area);
   std::vector<int64_t> classes = train_data->episode_classes();
   std::vector<int64_t> val_classes = val_data.episode_classes();
-  if (d.validation_every_nth_class > 0) {
-    std::vector<int64_t> kept, held;
-    for (std::size_t i = 0; i < classes.size(); ++i) {
-      (i % d.validation_every_nth_class == 0 ? held : kept).push_back(classes[i]);
-    }
-    std::vector<int64_t> val_held;
-    std::set_intersection(val_classes.begin(), val_classes.end(), held.begin(), held.end(),
-                          std::back_inserter(val_held));
-    if (kept.empty() || val_held.empty()) {
-      throw ConfigError(fmt::format(
-          "data.validation_every_nth_class = {} leaves {} training and {} validation classes of "
-          "{}; both need at least one",
-          d.validation_every_nth_class, kept.size(), val_held.size(), d.label_map));
-    }
-    classes = std::move(kept);
-    val_classes = std::move(val_held);
-  }
+  hold_out_classes(d, classes, val_classes);
   SliceEpisodeOptions episode_options{d.classes_per_episode, d.min_area, d.absent_query_probability,
                                       d.min_slice_gap};
   SliceEpisodeOptions train_options = episode_options;
@@ -183,22 +189,7 @@ EpisodeData subject_episodes(const IrisTrainConfig& config) {
   const CrossSubjectSampler val_data(std::move(val_subjects));
   std::vector<int64_t> classes = train_data->episode_classes();
   std::vector<int64_t> val_classes = val_data.episode_classes();
-  if (d.validation_every_nth_class > 0) {
-    std::vector<int64_t> kept, held;
-    for (std::size_t i = 0; i < classes.size(); ++i) {
-      (i % d.validation_every_nth_class == 0 ? held : kept).push_back(classes[i]);
-    }
-    std::vector<int64_t> val_held;
-    std::set_intersection(val_classes.begin(), val_classes.end(), held.begin(), held.end(),
-                          std::back_inserter(val_held));
-    if (kept.empty() || val_held.empty()) {
-      throw ConfigError(fmt::format(
-          "data.validation_every_nth_class = {} leaves {} training and {} validation classes",
-          d.validation_every_nth_class, kept.size(), val_held.size()));
-    }
-    classes = std::move(kept);
-    val_classes = std::move(val_held);
-  }
+  hold_out_classes(d, classes, val_classes);
   CrossSubjectOptions options;
   options.classes_per_episode = d.classes_per_episode;
   options.min_area = d.min_area;

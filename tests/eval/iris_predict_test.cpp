@@ -1,4 +1,5 @@
 #include <fmt/format.h>
+#include <sys/resource.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -7,6 +8,8 @@
 #include <iostream>
 
 #include "core/atomic_file.h"
+#include "data/image_folder_dataset.h"
+#include "data/preprocess.h"
 #include "eval/iris_predict.h"
 #include "io/image_io.h"
 #include "io/nifti.h"
@@ -216,13 +219,35 @@ TEST(IrisPredict, PngSlicesAndTheStrategyTable) {
   ASSERT_EQ(e.exit_code, 0) << e.output;
   const auto json = nlohmann::json::parse(read_file(dir / "eval" / "eval.json"));
   EXPECT_EQ(json["queries"].size(), 3u);
-  for (const char* s : {"one-shot", "ensemble", "retrieval", "tuning"}) {
+  for (const char* s :
+       {"one-shot", "ensemble", "retrieval", "tuning", "copied reference", "untrained one-shot"}) {
     ASSERT_TRUE(json["strategies"].contains(s)) << s;
     for (const auto& [name, c] : json["strategies"][s]["classes"].items()) {
       EXPECT_EQ(c["queries"], 3) << name;
       EXPECT_GE(c["dice"].get<double>(), 0.0);
       EXPECT_LE(c["dice"].get<double>(), 1.0);
+      EXPECT_GE(c["nsd"].get<double>(), 0.0);
+      EXPECT_LE(c["nsd"].get<double>(), 1.0);
+      // HD95 in pixels for 2D images, where the prediction is not empty.
+      if (c["hd95_queries"].get<int64_t>() > 0) EXPECT_GE(c["hd95_mm"].get<double>(), 0.0);
     }
+  }
+  EXPECT_EQ(json["dataset"], "pool");
+  // The copied reference lies on the query's grid (all slices 40x36): its Dice is the overlap of
+  // the two label maps, computed here by hand for class 1 over the 3 queries.
+  double copy = 0;
+  for (int64_t q = 0; q < 3; ++q) {
+    const auto truth = read_mask_labels(dir / "pool" / "masks" / fmt::format("case{}.png", q)) == 1;
+    const auto ref =
+        read_mask_labels(dir / "pool" / "masks" / fmt::format("case{}.png", (q + 1) % 3)) == 1;
+    copy += 2 * (truth & ref).sum().item<double>() /
+            (truth.sum().item<double>() + ref.sum().item<double>());
+  }
+  EXPECT_NEAR(json["strategies"]["copied reference"]["classes"]["1"]["dice"].get<double>(),
+              copy / 3, 1e-9);
+  const std::string md = read_file(dir / "eval" / "eval.md");
+  for (const char* section : {"## Dice", "## HD95 (mm)", "## NSD"}) {
+    EXPECT_NE(md.find(section), std::string::npos) << md;
   }
   EXPECT_TRUE(fs::exists(dir / "eval" / "eval.md"));
 }
@@ -282,6 +307,92 @@ TEST(IrisPredict, PreparedQueryMaskEqualsNibabelsResamplingOfThePrediction) {
   EXPECT_EQ(json["mismatches"].get<int64_t>(), 0);
   EXPECT_LT(json["affine_max_difference"].get<double>(), 1e-5);
   EXPECT_GE(json["values"].size(), 2u) << "a prediction with background and foreground";
+}
+
+// A CT tree as users have it: 512x512x80 int16 volumes in HU (air, soft tissue, bone), 0.7 x 0.7
+// x 2.5 mm, dataset.json saying CT. Windowed and z-scored as CT, evaluated and predicted through
+// the binary; the peak memory of those processes is printed.
+TEST(IrisPredict, CtTreeOf512By512By80InHounsfieldUnitsIsWindowedEvaluatedAndPredicted) {
+  TempDir dir;
+  const fs::path tree = dir / "ct";
+  fs::create_directories(tree / "imagesTr");
+  fs::create_directories(tree / "labelsTr");
+  const int64_t nk = 80, nj = 512, ni = 512;
+  const auto k = torch::arange(nk, torch::kFloat).view({nk, 1, 1}) * 2.5;
+  const auto j = torch::arange(nj, torch::kFloat).view({1, nj, 1}) * 0.7;
+  const auto i = torch::arange(ni, torch::kFloat).view({1, 1, ni}) * 0.7;
+  Affine affine = Affine::diagonal(0.7, 0.7, 2.5);
+  for (int64_t c = 0; c < 4; ++c) {
+    torch::manual_seed(c);
+    const double shift = 6.0 * c;
+    const auto body = ((j - 180).pow(2) / (150.0 * 150.0) + (i - 180).pow(2) / (120.0 * 120.0)) < 1;
+    const auto organ = ((k - 100).pow(2) + (j - 160 - shift).pow(2) + (i - 150).pow(2)) < 30 * 30;
+    const auto bone = ((j - 250).pow(2) + (i - 180 - shift).pow(2)) < 12 * 12;
+    auto hu = torch::full({nk, nj, ni}, -1000.0) + 10 * torch::randn({nk, nj, ni});
+    hu = torch::where(body.expand({nk, nj, ni}), 40 + 10 * torch::randn({nk, nj, ni}), hu);
+    hu = torch::where(organ, torch::full({}, 90.0), hu);
+    hu = torch::where(bone.expand({nk, nj, ni}), torch::full({}, 1200.0), hu);
+    auto labels = torch::zeros({nk, nj, ni}, torch::kByte);
+    labels.masked_fill_(organ, 1);
+    labels.masked_fill_(bone.expand({nk, nj, ni}), 2);
+    write_volume(tree / "imagesTr" / fmt::format("ct_{:03d}_0000.nii.gz", c), hu.to(torch::kShort),
+                 affine);
+    write_volume(tree / "labelsTr" / fmt::format("ct_{:03d}.nii.gz", c), labels, affine);
+  }
+  write_file_atomic(tree / "dataset.json",
+                    R"({"name": "ct", "modality": {"0": "CT"}, "labels": {"0": "background", )"
+                    R"("1": "organ", "2": "bone"}})");
+  // CT preparation: clipped to [-990, 500] HU, then z-scored.
+  const Volume raw = read_nifti(tree / "imagesTr/ct_000_0000.nii.gz");
+  ASSERT_EQ(raw.data.scalar_type(), torch::kShort);
+  PreprocessOptions prep;
+  prep.spacing = {3, 3, 3};
+  const PreparedVolume p = prepare_volume(raw, nullptr, Modality::kCT, prep);
+  const PreparedVolume as_mr = prepare_volume(raw, nullptr, Modality::kMR, prep);
+  EXPECT_NEAR(p.image.mean().item<double>(), 0, 1e-4);
+  EXPECT_NEAR(p.image.to(torch::kDouble).std().item<double>(), 1, 1e-3);
+  // Bone (1200 HU) sits at the window's top, air at its bottom: 1490 HU apart in z units.
+  const double span = p.image.max().item<double>() - p.image.min().item<double>();
+  const double hu_per_unit = 1490.0 / span;
+  EXPECT_GT(hu_per_unit, 100) << "a z unit spans hundreds of HU";
+  // CT crops to the body (above -500 HU); as MR the air is foreground (non-zero) and stays.
+  EXPECT_LT(p.image.numel(), as_mr.image.numel());
+
+  models::IrisOptions o{3, 1, 4, 2, 3, 2, 1, false};
+  write_checkpoint(dir / "model.pt", o);
+  write_file_atomic(dir / "config.yaml",
+                    "model:\n  spatial_dims: 3\n  base_channels: 4\n  stages: 2\n"
+                    "  query_tokens: 3\n  heads: 2\n  decoder_layers: 1\n  prior_features: 0\n"
+                    "data:\n  source: datasets\n  preprocess:\n    spacing: [3.0, 3.0, 3.0]\n"
+                    "  datasets:\n    - path: ct\n      modality: CT\n");
+  const auto e = run_command(fmt::format(
+      "{} eval iris {} --checkpoint {} --config {} --strategies one-shot --references 1 "
+      "--max-queries 2 --out {} --threads 2",
+      iris_binary(), tree.string(), (dir / "model.pt").string(), (dir / "config.yaml").string(),
+      (dir / "eval").string()));
+  ASSERT_EQ(e.exit_code, 0) << e.output;
+  const auto json = nlohmann::json::parse(read_file(dir / "eval" / "eval.json"));
+  EXPECT_EQ(json["dataset"], "ct");
+  for (const char* name : {"organ", "bone"}) {
+    const auto& c = json["strategies"]["one-shot"]["classes"][name];
+    EXPECT_EQ(c["queries"], 2) << name;
+    // Two cases share the grid: the copied reference is scored, and near perfect for the bone.
+    EXPECT_GT(json["strategies"]["copied reference"]["classes"][name]["dice"].get<double>(), 0.5);
+  }
+  const auto r = run_command(fmt::format(
+      "{} predict iris --checkpoint {} --config {} --reference {} --reference-mask {} --query {} "
+      "--out {} --threads 2",
+      iris_binary(), (dir / "model.pt").string(), (dir / "config.yaml").string(),
+      (tree / "imagesTr/ct_000_0000.nii.gz").string(), (tree / "labelsTr/ct_000.nii.gz").string(),
+      (tree / "imagesTr/ct_001_0000.nii.gz").string(), (dir / "pred").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Volume mask = read_nifti(dir / "pred/mask.nii.gz");
+  EXPECT_EQ(mask.data.sizes(), (std::vector<int64_t>{nk, nj, ni}));
+  for (int m = 0; m < 16; ++m) EXPECT_NEAR(mask.affine.m[m], affine.m[m], 1e-6);
+  struct rusage usage {};
+  getrusage(RUSAGE_CHILDREN, &usage);
+  std::cout << "[measure] CT 512x512x80 eval + predict: peak RSS of the largest process "
+            << usage.ru_maxrss / 1024 << " MB\n";
 }
 
 }  // namespace

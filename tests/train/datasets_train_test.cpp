@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <iostream>
 
 #include "core/atomic_file.h"
 #include "core/build_info.h"
@@ -57,6 +58,17 @@ void expect_exact_resume(const fs::path& root,
                    RunDir::existing(root / "split").read_metrics());
   EXPECT_DOUBLE_EQ(straight.final_train_loss, second.final_train_loss);
   EXPECT_DOUBLE_EQ(straight.best_validation_dice, second.best_validation_dice);
+  // The same weights.
+  const auto options = make("straight").model.options;
+  auto a = load_iris_checkpoint((root / "straight/checkpoints/last.pt").string(), options);
+  auto b = load_iris_checkpoint((root / "split/checkpoints/last.pt").string(), options);
+  const auto pa = a->named_parameters(), pb = b->named_parameters();
+  double worst = 0;
+  for (const auto& item : pa) {
+    worst = std::max(worst, (item.value() - pb[item.key()]).abs().max().item<double>());
+  }
+  std::cout << "[measure] resumed vs uninterrupted, max weight difference: " << worst << "\n";
+  EXPECT_EQ(worst, 0.0);
 }
 
 std::vector<std::string> tiny_model(const fs::path& root, const std::string& name, int dims) {

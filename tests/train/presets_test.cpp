@@ -40,7 +40,7 @@ TEST(IrisPresets, EveryPresetLoadsAndBuildsItsModel) {
   for (const auto& p : presets) names.push_back(p.stem().string());
   for (const char* expected :
        {"atlas_2d_tiny", "atlas_2d_small", "patch_3d_tiny", "patch_3d_small", "patch_3d_paper",
-        "msd_3d_tiny", "images_2d_tiny"}) {
+        "msd_3d_tiny", "images_2d_tiny", "subjects_2d_tiny"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), expected), names.end()) << expected;
   }
   test::TempDir dir;
