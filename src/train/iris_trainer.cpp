@@ -116,6 +116,18 @@ void hold_out_classes(const IrisTrainConfig::Data& d, std::vector<int64_t>& clas
   validation = std::move(validated);
 }
 
+// Class names from the atlas's label map; the memory bank keys them under the map's name.
+void name_atlas_classes(EpisodeData& data, const std::shared_ptr<const MricronAtlas>& atlas,
+                        const std::string& label_map) {
+  data.dataset = label_map;
+  data.class_name = [atlas, label_map](int64_t value) {
+    return atlas->label_map(label_map).class_name(value);
+  };
+  data.bank_key = [class_name = data.class_name, label_map](int64_t value) {
+    return std::pair{label_map, class_name(value)};
+  };
+}
+
 // Axial slices of ch2bet with the training label map, split by slice index.
 EpisodeData atlas_episodes(const IrisTrainConfig& config) {
   const auto& d = config.data;
@@ -139,7 +151,6 @@ EpisodeData atlas_episodes(const IrisTrainConfig& config) {
   train_options.composite_probability = d.composite_classes;
   train_options.random_class_probability = d.random_classes;
   EpisodeData data;
-  data.dataset = d.label_map;
   std::mt19937_64 val_rng(static_cast<uint64_t>(config.run.seed) + 1);
   for (int64_t i = 0; i < config.validation.episodes; ++i) {
     data.validation.push_back(
@@ -152,17 +163,12 @@ EpisodeData atlas_episodes(const IrisTrainConfig& config) {
   data.sample = [train_data, classes, train_options](std::mt19937_64& rng) {
     return to_episode_batch(train_data->sample(rng, classes, train_options));
   };
-  data.class_name = [atlas, name = d.label_map](int64_t value) {
-    return atlas->label_map(name).class_name(value);
-  };
-  data.bank_key = [class_name = data.class_name, dataset = data.dataset](int64_t value) {
-    return std::pair{dataset, class_name(value)};
-  };
+  name_atlas_classes(data, atlas, d.label_map);
   return data;
 }
 
-// Seeds of generated subjects: training subjects first, then the validation subjects. The
-// demo's evaluation draws its reference subjects from seeds past these.
+// Seeds of generated subjects: training subjects first, then the validation subjects (the demo's
+// evaluation subjects use indices from 500000 on).
 uint64_t subject_seed(const IrisTrainConfig::Data& d, int64_t index) {
   return static_cast<uint64_t>(d.subject_seed) * 1000003ULL + static_cast<uint64_t>(index);
 }
@@ -198,7 +204,6 @@ EpisodeData subject_episodes(const IrisTrainConfig& config) {
   CrossSubjectOptions train_options = options;
   train_options.random_class_probability = d.random_classes;
   EpisodeData data;
-  data.dataset = d.label_map;
   std::mt19937_64 val_rng(static_cast<uint64_t>(config.run.seed) + 1);
   for (int64_t i = 0; i < config.validation.episodes; ++i) {
     data.validation.push_back(to_episode_batch(val_data.sample(val_rng, val_classes, options)));
@@ -210,12 +215,7 @@ EpisodeData subject_episodes(const IrisTrainConfig& config) {
   data.sample = [train_data, classes, train_options](std::mt19937_64& rng) {
     return to_episode_batch(train_data->sample(rng, classes, train_options));
   };
-  data.class_name = [atlas, name = d.label_map](int64_t value) {
-    return atlas->label_map(name).class_name(value);
-  };
-  data.bank_key = [class_name = data.class_name, dataset = data.dataset](int64_t value) {
-    return std::pair{dataset, class_name(value)};
-  };
+  name_atlas_classes(data, atlas, d.label_map);
   return data;
 }
 
