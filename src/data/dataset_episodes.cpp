@@ -15,6 +15,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "data/image_folder_dataset.h"
+#include "data/label_table.h"
 #if IRIS_HAVE_NIFTI
 #include "data/nifti_dataset.h"
 #include "io/nifti.h"
@@ -131,12 +132,14 @@ void load_nifti_tree(const DatasetSpec& spec, const DatasetLoadOptions& options,
     if (!c.ok) continue;  // its problem is among the tree's
     std::vector<int64_t> unnamed;
     for (const auto& [v, n] : c.class_voxels) {
-      if (!ds.label_names.empty() && !ds.label_names.count(v)) unnamed.push_back(v);
+      if ((!ds.label_names.empty() && !ds.label_names.count(v)) || v < 0 || v > kMaxLabelValue)
+        unnamed.push_back(v);
     }
     if (!unnamed.empty()) {
       ds.warnings.push_back(file_message(
-          c.label.string(), fmt::format("label value(s) {} not in dataset.json; case skipped",
-                                        fmt::join(unnamed, ", "))));
+          c.label.string(),
+          fmt::format("label value(s) {} not in dataset.json (or outside 1..2^31-1); case skipped",
+                      fmt::join(unnamed, ", "))));
       continue;
     }
     try {
@@ -161,7 +164,8 @@ void load_nifti_tree(const DatasetSpec& spec, const DatasetLoadOptions& options,
                                                        channels, options.in_channels)));
       }
       PreparedVolume p = prepare_volume(image, &labels, ds.modality, options.preprocess);
-      cases.push_back({c.id, std::move(p.image), std::move(p.labels)});
+      const double background = p.image.min().item<double>();
+      cases.push_back({c.id, std::move(p.image), std::move(p.labels), background});
     } catch (const InputError& e) {
       ds.warnings.push_back(first_line(e.what()) + "; case skipped");
     }
@@ -180,27 +184,21 @@ void load_image_folder(const DatasetSpec& spec, const DatasetLoadOptions& option
     try {
       const ImageCaseData data = load_image_case(c);
       const at::Tensor image = with_channels(data.image, options.in_channels, c.image.string());
+      // As `iris predict iris` prepares an image: normalised, then padded square with its lowest
+      // value and resized.
+      const at::Tensor normalised = normalize_intensity(image, ds.modality, options.preprocess);
+      const double background = normalised.min().item<double>();
       const SquareFrame f = square_frame(image.size(1), image.size(2));
-      const at::Tensor square = to_square(image, f, options.image_size, false);  // [C, S, S]
+      const at::Tensor square =
+          to_square(normalised, f, options.image_size, false, background);  // [C, S, S]
       const at::Tensor labels =
           to_square(data.labels.unsqueeze(0), f, options.image_size, true).to(at::kLong);
-      cases.push_back({c.id,
-                       normalize_intensity(square, ds.modality, options.preprocess).unsqueeze(1),
-                       labels.contiguous()});  // [C, 1, S, S], [1, S, S]
+      cases.push_back({c.id, square.unsqueeze(1), labels.contiguous(),  // [C, 1, S, S], [1, S, S]
+                       background});
     } catch (const InputError& e) {
       ds.warnings.push_back(first_line(e.what()) + "; case skipped");
     }
   }
-}
-
-std::map<int64_t, int64_t> class_voxels(const at::Tensor& labels) {
-  std::map<int64_t, int64_t> out;
-  const at::Tensor counts = at::bincount(labels.reshape({-1}).clamp_min(0));
-  const auto* n = counts.data_ptr<int64_t>();
-  for (int64_t v = 1; v < counts.numel(); ++v) {
-    if (n[v] > 0) out[v] = n[v];
-  }
-  return out;
 }
 
 // Corner of a patch of `size` centred on `centre`, inside [0, extent) when it fits.
@@ -320,7 +318,7 @@ std::vector<PreparedDataset> load_datasets(const std::vector<DatasetSpec>& specs
                     std::make_move_iterator(cases.end()));
     std::set<int64_t> present;
     for (const auto& c : ds.train) {
-      for (const auto& [v, n] : class_voxels(c.labels)) present.insert(v);
+      for (const auto& [v, n] : label_counts(c.labels)) present.insert(v);
     }
     for (int64_t v : present) {
       const bool listed =
@@ -343,14 +341,16 @@ std::vector<PreparedDataset> load_datasets(const std::vector<DatasetSpec>& specs
   return out;
 }
 
-DatasetEpisodeSampler::DatasetEpisodeSampler(const std::vector<PreparedDataset>& datasets,
-                                             Split split, int64_t min_voxels)
-    : datasets_(datasets), split_(split) {
+DatasetEpisodeSampler::DatasetEpisodeSampler(
+    std::shared_ptr<const std::vector<PreparedDataset>> datasets_in, Split split,
+    int64_t min_voxels)
+    : datasets_(std::move(datasets_in)), split_(split) {
+  const auto& datasets = *datasets_;
   for (std::size_t d = 0; d < datasets.size(); ++d) {
     std::map<int64_t, std::vector<int64_t>> holders;
     const auto& cs = cases(static_cast<int64_t>(d));
     for (std::size_t c = 0; c < cs.size(); ++c) {
-      for (const auto& [v, n] : class_voxels(cs[c].labels)) {
+      for (const auto& [v, n] : label_counts(cs[c].labels)) {
         if (n >= min_voxels) holders[v].push_back(static_cast<int64_t>(c));
       }
     }
@@ -370,7 +370,7 @@ DatasetEpisodeSampler::DatasetEpisodeSampler(const std::vector<PreparedDataset>&
 }
 
 const std::vector<PreparedCase>& DatasetEpisodeSampler::cases(int64_t d) const {
-  return split_ == Split::kTrain ? datasets_[d].train : datasets_[d].validation;
+  return split_ == Split::kTrain ? (*datasets_)[d].train : (*datasets_)[d].validation;
 }
 
 DatasetEpisode DatasetEpisodeSampler::sample(std::mt19937_64& rng, const DatasetEpisodeOptions& o,
@@ -414,8 +414,8 @@ DatasetEpisode DatasetEpisodeSampler::sample(std::mt19937_64& rng, const Dataset
       e.class_values.push_back(c);
     }
     // Padding outside the image takes the image's lowest value (air, background).
-    e.ref_image = crop(r.image, e.ref_origin, size, r.image.min().item<double>());
-    e.query_image = crop(q.image, e.query_origin, size, q.image.min().item<double>());
+    e.ref_image = crop(r.image, e.ref_origin, size, r.background);
+    e.query_image = crop(q.image, e.query_origin, size, q.background);
     std::vector<at::Tensor> rm, qm;
     for (int64_t c : e.class_values) {
       rm.push_back((ref_labels == c).to(at::kFloat));

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -53,9 +54,14 @@ struct DatasetLoadOptions {
 
 struct PreparedCase {
   std::string id;
-  at::Tensor image;   // [C, D, H, W] float32, normalised (2D images: D = 1)
-  at::Tensor labels;  // [D, H, W] int64
+  at::Tensor image;       // [C, D, H, W] float32, normalised (2D images: D = 1)
+  at::Tensor labels;      // [D, H, W] int64
+  double background = 0;  // the image's lowest value: padding of patches beyond its edge
 };
+
+// Label values a dataset may use (cases with others are skipped): episodes carry a dataset's
+// index beside the value (data.datasets in training).
+inline constexpr int64_t kMaxLabelValue = (int64_t{1} << 31) - 1;
 
 struct PreparedDataset {
   std::string name;
@@ -101,7 +107,7 @@ struct DatasetEpisode {
 class DatasetEpisodeSampler {
  public:
   enum class Split { kTrain, kValidation };
-  DatasetEpisodeSampler(const std::vector<PreparedDataset>& datasets, Split split,
+  DatasetEpisodeSampler(std::shared_ptr<const std::vector<PreparedDataset>> datasets, Split split,
                         int64_t min_voxels);
 
   // Classes of dataset d present in at least two cases of the split.
@@ -112,7 +118,7 @@ class DatasetEpisodeSampler {
 
  private:
   const std::vector<PreparedCase>& cases(int64_t d) const;
-  const std::vector<PreparedDataset>& datasets_;
+  std::shared_ptr<const std::vector<PreparedDataset>> datasets_;
   Split split_;
   std::vector<std::vector<int64_t>> classes_;                     // per dataset
   std::vector<std::map<int64_t, std::vector<int64_t>>> holders_;  // per dataset: class -> cases

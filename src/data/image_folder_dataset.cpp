@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "data/label_table.h"
 #include "io/image_io.h"
 
 namespace iris {
@@ -113,11 +114,7 @@ ImageFolderDataset scan_image_folder(const fs::path& dir, const std::string& mas
             c.mask.string(), fmt::format("mask of {} x {} pixels differs from its image's {} x {}",
                                          labels.size(1), labels.size(0), c.width, c.height)));
       } else {
-        const at::Tensor counts = at::bincount(labels.reshape({-1}).clamp_min(0));
-        const auto* n = counts.data_ptr<int64_t>();
-        for (int64_t v = 1; v < counts.numel(); ++v) {
-          if (n[v] > 0) c.class_pixels[v] = n[v];
-        }
+        c.class_pixels = label_counts(labels);
         c.ok = true;
       }
     } catch (const Error& e) {
@@ -133,15 +130,18 @@ ImageFolderDataset scan_image_folder(const fs::path& dir, const std::string& mas
   return ds;
 }
 
+at::Tensor image_channels(const at::Tensor& raw) {
+  if (raw.dim() == 2) return raw.unsqueeze(0).to(at::kFloat);
+  return raw.narrow(2, 0, std::min<int64_t>(3, raw.size(2)))
+      .permute({2, 0, 1})
+      .to(at::kFloat)
+      .contiguous();
+}
+
 ImageCaseData load_image_case(const ImageFolderCase& c) {
   if (c.mask.empty()) throw InputError(file_message(c.image.string(), "the image has no mask"));
-  const at::Tensor raw = read_image_raw(c.image);
   ImageCaseData out;
-  out.image = raw.dim() == 2 ? raw.unsqueeze(0).to(at::kFloat)
-                             : raw.narrow(2, 0, std::min<int64_t>(3, raw.size(2)))
-                                   .permute({2, 0, 1})
-                                   .to(at::kFloat)
-                                   .contiguous();
+  out.image = image_channels(read_image_raw(c.image));
   out.labels = read_mask_labels(c.mask);
   if (out.labels.size(0) != out.image.size(1) || out.labels.size(1) != out.image.size(2)) {
     throw InputError(file_message(c.mask.string(), "mask size differs from its image's"));

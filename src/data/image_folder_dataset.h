@@ -47,6 +47,10 @@ ImageFolderDataset scan_image_folder(const std::filesystem::path& dir,
 // A mask file as a label map [H, W] int64 (binary masks as 0/1), by the rules above.
 at::Tensor read_mask_labels(const std::filesystem::path& path);
 
+// A decoded image ([H, W] grey or [H, W, C], as read_image_raw gives it) as [C, H, W] float32,
+// colour images with their first three channels (alpha dropped).
+at::Tensor image_channels(const at::Tensor& raw);
+
 struct ImageCaseData {
   at::Tensor image;   // [C, H, W] float32 with the stored values (C = 1 grey, 3 RGB)
   at::Tensor labels;  // [H, W] int64

@@ -8,6 +8,7 @@
 #include "core/build_info.h"
 #include "core/error.h"
 #include "data/image_folder_dataset.h"
+#include "data/label_table.h"
 #include "data/video_inspect.h"
 #include "data/video_dataset.h"
 #include "io/volume.h"
@@ -27,27 +28,6 @@ namespace fs = std::filesystem;
   return fmt::format("{} x {} x {} voxels of {:.3g} x {:.3g} x {:.3g} mm, orientation {}, {}", v.ni(),
                      v.nj(), v.nk(), s[0], s[1], s[2], orientation_codes(v.affine),
                      c10::toString(v.data.scalar_type()));
-}
-
-// Voxel count per non-zero label value.
-[[maybe_unused]] std::map<int64_t, int64_t> label_counts(const at::Tensor& labels) {
-  const auto flat = labels.reshape({-1}).to(at::kLong);
-  std::map<int64_t, int64_t> counts;
-  if (flat.numel() == 0) return counts;
-  const int64_t lo = flat.min().item<int64_t>();
-  if (lo < 0) {
-    auto [values, inverse, n] = at::_unique2(flat, /*sorted=*/true, false, /*return_counts=*/true);
-    for (int64_t i = 0; i < values.numel(); ++i) {
-      if (values[i].item<int64_t>() != 0) counts[values[i].item<int64_t>()] = n[i].item<int64_t>();
-    }
-    return counts;
-  }
-  const auto bins = at::bincount(flat);
-  const auto* b = bins.data_ptr<int64_t>();
-  for (int64_t v = 1; v < bins.numel(); ++v) {
-    if (b[v] > 0) counts[v] = b[v];
-  }
-  return counts;
 }
 
 #if IRIS_HAVE_NIFTI

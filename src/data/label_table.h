@@ -1,6 +1,8 @@
 // Names of the labels of a label map, read from the text file that ships beside an atlas.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -19,5 +21,9 @@ struct LabelTable {
 // third column, JHU's has two; CRLF line ends are fine). A value of 0 is skipped. Throws
 // InputError naming the file and line for a line without an integer value and a name.
 LabelTable read_label_table(const std::filesystem::path& path);
+
+// Voxel count per non-zero label value of a label map (any integer values, negative or huge:
+// counted by sorting when a histogram would be large, so a hostile file cannot make it allocate).
+std::map<int64_t, int64_t> label_counts(const at::Tensor& labels);
 
 }  // namespace iris

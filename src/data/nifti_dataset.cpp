@@ -10,6 +10,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "data/label_table.h"
 #include "io/nifti.h"
 
 namespace iris {
@@ -161,11 +162,7 @@ NiftiDataset scan_nifti_dataset(const fs::path& dir) {
                  !at::equal(label.data, label.data.round())) {
         ds.problems.push_back(file_message(c.label.string(), "label map has non-integer values"));
       } else {
-        const at::Tensor counts = at::bincount(label.data.reshape({-1}).to(at::kLong).clamp_min(0));
-        const auto* n = counts.data_ptr<int64_t>();
-        for (int64_t v = 1; v < counts.numel(); ++v) {
-          if (n[v] > 0) c.class_voxels[v] = n[v];
-        }
+        c.class_voxels = label_counts(label.data);
         c.ok = true;
       }
     } catch (const InputError& e) {

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cctype>
@@ -21,6 +22,9 @@ std::string lower(std::string s) {
 
 // A body voxel of a CT scan: above -500 HU (air is about -1000, fat -100).
 constexpr double kCtBodyHu = -500;
+
+// The largest prepared grid (about 4 GB of float32 per channel).
+constexpr int64_t kMaxPreparedVoxels = int64_t{1} << 30;
 
 // Voxels of tolerance at the edges of the prepared grid when mapping back.
 constexpr double kEdge = 1e-4;
@@ -140,7 +144,12 @@ Volume target_grid(const Affine& ras, const std::array<int64_t, 3>& ras_shape,
   int64_t m[3];
   for (int c = 0; c < 3; ++c) {
     const double extent = static_cast<double>(n[c]) * old_spacing[c];
-    m[c] = std::max<int64_t>(1, std::llround(extent / spacing[c]));
+    const double count = extent / spacing[c];
+    if (!(count < static_cast<double>(kMaxPreparedVoxels))) {
+      throw InputError(
+          fmt::format("resampling to {} mm: {:.3g} voxels along axis {}", spacing[c], count, c));
+    }
+    m[c] = std::max<int64_t>(1, std::llround(count));
     for (int r = 0; r < 3; ++r) a(r, c) = ras(r, c) / old_spacing[c] * spacing[c];
   }
   // Centres aligned: world(centre of old grid) == world(centre of new grid).
@@ -149,8 +158,21 @@ Volume target_grid(const Affine& ras, const std::array<int64_t, 3>& ras_shape,
     a(r, 3) = centre[r];
     for (int c = 0; c < 3; ++c) a(r, 3) -= a(r, c) * (m[c] - 1) / 2.0;
   }
+  // A header's spacing and dimensions decide the size: checked before anything is allocated.
+  int64_t voxels = 1;
+  for (int c = 0; c < 3; ++c) {
+    if (m[c] > kMaxPreparedVoxels / voxels) {
+      throw InputError(fmt::format(
+          "resampling {} x {} x {} voxels of {:.3g} x {:.3g} x {:.3g} mm to {} mm would give more "
+          "than {} voxels",
+          n[0], n[1], n[2], old_spacing[0], old_spacing[1], old_spacing[2],
+          fmt::join(spacing, " x "), kMaxPreparedVoxels));
+    }
+    voxels *= m[c];
+  }
   Volume grid;
-  grid.data = at::empty({m[2], m[1], m[0]}, at::kByte);
+  // The grid's shape without its memory: a zero-stride view of one byte.
+  grid.data = at::zeros({1}, at::kByte).expand({m[2], m[1], m[0]});
   grid.affine = a;
   return grid;
 }
@@ -235,9 +257,10 @@ SquareFrame square_frame(int64_t h, int64_t w) {
   return {h, w, side, (side - h) / 2, (side - w) / 2};
 }
 
-at::Tensor to_square(const at::Tensor& x, const SquareFrame& f, int64_t size, bool nearest) {
+at::Tensor to_square(const at::Tensor& x, const SquareFrame& f, int64_t size, bool nearest,
+                     double fill) {
   const at::Tensor padded = at::constant_pad_nd(
-      x.to(at::kFloat), {f.left, f.side - f.w - f.left, f.top, f.side - f.h - f.top}, 0);
+      x.to(at::kFloat), {f.left, f.side - f.w - f.left, f.top, f.side - f.h - f.top}, fill);
   const at::Tensor batch = padded.unsqueeze(1);  // [N, 1, side, side]
   const at::Tensor resized =
       nearest ? at::upsample_nearest2d(batch, {size, size})

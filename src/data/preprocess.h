@@ -76,8 +76,10 @@ struct SquareFrame {
   int64_t h = 0, w = 0, side = 0, top = 0, left = 0;
 };
 SquareFrame square_frame(int64_t h, int64_t w);
-// [N, H, W] -> [N, size, size] float (bilinear, or nearest for labels).
-at::Tensor to_square(const at::Tensor& x, const SquareFrame& frame, int64_t size, bool nearest);
+// [N, H, W] -> [N, size, size] float (bilinear, or nearest for labels), padded with `fill`
+// (normalised images: their lowest value, so the padding reads as background).
+at::Tensor to_square(const at::Tensor& x, const SquareFrame& frame, int64_t size, bool nearest,
+                     double fill = 0);
 // Logits [N, K, size, size] -> [N, K, H, W] on the original image (bilinear).
 at::Tensor from_square(const at::Tensor& logits, const SquareFrame& frame);
 // [C, H, W] -> [channels, H, W]: colour averaged to grey, grey repeated to RGB.

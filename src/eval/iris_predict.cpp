@@ -53,6 +53,7 @@ struct Loaded {
   Affine affine;            // NIfTI geometry of the file, written back with the masks
   int sform_code = 1, qform_code = 1;
   std::optional<Geometry> geometry;  // prepared volumes: the way back onto the file's grid
+  double background = 0;             // padding of prepared 2D images: their lowest value
 };
 
 at::Tensor grey(const at::Tensor& raw) {
@@ -102,10 +103,9 @@ Loaded load(const fs::path& path, const IrisPredictOptions& o, const fs::path& l
   }
   const at::Tensor raw = read_image_raw(path);
   if (o.prepare) {
-    const at::Tensor channels =
-        raw.dim() == 2 ? raw.unsqueeze(0) : raw.narrow(2, 0, std::min<int64_t>(3, raw.size(2))).permute({2, 0, 1});
-    l.image = normalize_intensity(with_channels(channels.to(at::kFloat), o.in_channels, path.string()),
-                                  Modality::kOther, o.preprocess);
+    l.image = normalize_intensity(with_channels(image_channels(raw), o.in_channels, path.string()),
+                                  o.modality, o.preprocess);
+    l.background = l.image.min().item<double>();
   } else {
     l.image = normalize_mri(grey(raw)).unsqueeze(0);
   }
@@ -141,7 +141,7 @@ models::Reference make_reference(const Loaded& r, const std::vector<int64_t>& cl
   const at::Tensor masks = class_masks(r.labels, classes);
   if (mode == "2d-image") {
     const SquareFrame f = square_frame(r.image.size(1), r.image.size(2));
-    return {to_square(r.image, f, slice_size, false),
+    return {to_square(r.image, f, slice_size, false, r.background),
             to_square(masks, f, slice_size, true),
             {r.path.string(), -1}};
   }
@@ -174,7 +174,7 @@ Logits predict_logits(models::IrisModel& model, const std::vector<models::Refere
   if (mode == "2d-image") {
     const SquareFrame f = square_frame(query.image.size(1), query.image.size(2));
     const auto r =
-        models::infer(model, to_square(query.image, f, slice_size, false).unsqueeze(0),
+        models::infer(model, to_square(query.image, f, slice_size, false, query.background).unsqueeze(0),
                       query_id, refs, inference);
     return {from_square(r.logits.cpu(), f)[0], r.task_ms, r.segment_ms};
   }

@@ -39,7 +39,7 @@ struct IrisPredictOptions {
   // [0, 1] intensities on the stored grid.
   bool prepare = false;
   PreprocessOptions preprocess;
-  Modality modality = Modality::kMR;  // NIfTI volumes; 2D images are kOther
+  Modality modality = Modality::kMR;  // the training data's (image folders: kOther)
   int64_t in_channels = 1;
   // Also write the label map on the prepared grid (mask_prepared.nii.gz, with that grid's affine).
   bool write_prepared = false;

@@ -55,6 +55,17 @@ std::vector<StructureResult> evaluate_unseen_cross_subject(
     const std::vector<Subject>& queries, const std::vector<Subject>& references,
     const std::vector<std::string>& label_maps, const UnseenEvalOptions& options);
 
+// One method against another, paired over structures: mean difference, wins and losses, and a
+// bootstrap 95% interval of the mean difference (10,000 resamples of the structures, seed 0).
+struct PairedComparison {
+  double mean_difference = 0, low = 0, high = 0;
+  int64_t wins = 0, losses = 0;
+  // "beats" only when the interval lies above 0, "is below" when it lies below, else "no clear
+  // difference".
+  std::string verdict() const;
+};
+PairedComparison compare_paired(const std::vector<double>& ours, const std::vector<double>& theirs);
+
 // Means over structures (macro average) per method, and the table as JSON / markdown.
 nlohmann::json unseen_results_json(const std::vector<StructureResult>& results, const UnseenEvalOptions& options);
 std::string unseen_results_markdown(const std::vector<StructureResult>& results, const UnseenEvalOptions& options);

@@ -78,7 +78,6 @@ EpisodeBatch to_episode_batch(const E& e) {
 // Where a run's episodes come from: 2D atlas slices, 3D patches of synthetic volumes, or the
 // users' datasets.
 struct EpisodeData {
-  std::string dataset;  // the memory bank's dataset key (one-dataset sources)
   std::string summary;  // for the log
   // A training episode; `rng` depends on (seed, step, index) only.
   std::function<EpisodeBatch(std::mt19937_64&)> sample;
@@ -91,8 +90,9 @@ struct EpisodeData {
   std::function<std::string(int64_t)> dataset_of = [](int64_t) { return std::string(); };
 };
 
-// Class values of dataset episodes carry their dataset: index * kDatasetStride + label value.
-constexpr int64_t kDatasetStride = int64_t{1} << 20;
+// Class values of dataset episodes carry their dataset: index * kDatasetStride + label value
+// (exact in the float64 tensors the ranks exchange).
+constexpr int64_t kDatasetStride = kMaxLabelValue + 1;
 
 // With data.validation_every_nth_class = n: the classes at positions i % n == 0 of `classes` never
 // train and are the validated ones (those of them `validation` holds).
@@ -119,7 +119,6 @@ void hold_out_classes(const IrisTrainConfig::Data& d, std::vector<int64_t>& clas
 // Class names from the atlas's label map; the memory bank keys them under the map's name.
 void name_atlas_classes(EpisodeData& data, const std::shared_ptr<const MricronAtlas>& atlas,
                         const std::string& label_map) {
-  data.dataset = label_map;
   data.class_name = [atlas, label_map](int64_t value) {
     return atlas->label_map(label_map).class_name(value);
   };
@@ -249,7 +248,6 @@ EpisodeData synthetic_volume_episodes(const IrisTrainConfig& config) {
   const PatchEpisodeOptions patch_options{
       {d.patch_size[0], d.patch_size[1], d.patch_size[2]}, d.classes_per_episode, d.min_area};
   EpisodeData data;
-  data.dataset = "synthetic";
   std::mt19937_64 val_rng(static_cast<uint64_t>(config.run.seed) + 1);
   for (int64_t i = 0; i < config.validation.episodes; ++i) {
     data.validation.push_back(
@@ -291,8 +289,8 @@ EpisodeData dataset_episodes(const IrisTrainConfig& config) {
     for (const auto& w : ds.warnings) spdlog::warn("dataset '{}': {}", ds.name, w);
   }
   auto train_data = std::make_shared<const DatasetEpisodeSampler>(
-      *datasets, DatasetEpisodeSampler::Split::kTrain, d.min_area);
-  const DatasetEpisodeSampler val_data(*datasets, DatasetEpisodeSampler::Split::kValidation,
+      datasets, DatasetEpisodeSampler::Split::kTrain, d.min_area);
+  const DatasetEpisodeSampler val_data(datasets, DatasetEpisodeSampler::Split::kValidation,
                                        d.min_area);
   DatasetEpisodeOptions train_options;
   train_options.patch_size = o.spatial_dims == 3

@@ -98,7 +98,8 @@ TEST(DatasetEpisodes, ImageFolderEpisodesPairDifferentImagesOfTheSameDataset) {
   for (const auto& c : datasets[0].train) ids.insert(c.id);
   for (const auto& c : datasets[0].validation) EXPECT_FALSE(ids.count(c.id)) << c.id;
 
-  const DatasetEpisodeSampler sampler(datasets, DatasetEpisodeSampler::Split::kTrain, 20);
+  const DatasetEpisodeSampler sampler(std::make_shared<const std::vector<PreparedDataset>>(datasets),
+                                      DatasetEpisodeSampler::Split::kTrain, 20);
   DatasetEpisodeOptions o;
   o.patch_size = {1, 32, 32};
   o.augment = true;
@@ -205,7 +206,8 @@ TEST(DatasetEpisodes, PatchEpisodesComeFromDifferentCasesAndHeldOutClassesNeverA
   spec.exclude_classes = {2};
   const auto datasets = load_datasets({spec}, options);
   EXPECT_EQ(datasets[0].classes, (std::vector<int64_t>{1, 3}));
-  const DatasetEpisodeSampler sampler(datasets, DatasetEpisodeSampler::Split::kTrain, 5);
+  const DatasetEpisodeSampler sampler(std::make_shared<const std::vector<PreparedDataset>>(datasets),
+                                      DatasetEpisodeSampler::Split::kTrain, 5);
   DatasetEpisodeOptions o;
   o.patch_size = {8, 16, 16};
   o.classes_per_episode = 3;

@@ -48,11 +48,28 @@ TEST(UnseenEval, BaselinesAndTablesAreComputedFromTheSlices) {
   EXPECT_NEAR(json["mean"]["copy_reference"].get<double>(),
               (fixed.copy_reference + drifting.copy_reference) / 2, 1e-12);
   const std::string md = unseen_results_markdown(results, options);
-  const bool beats = json["mean"]["one_shot"].get<double>() > json["mean"]["copy_reference"].get<double>();
-  EXPECT_NE(md.find(beats ? "One-shot IRIS beats the copied-reference"
-                          : "One-shot IRIS does not beat the copied-reference"),
-            std::string::npos)
-      << md;
+  const std::string verdict = json["paired"][0]["verdict"].get<std::string>();
+  EXPECT_NE(md.find("One-shot IRIS " + verdict + " the copied reference"), std::string::npos) << md;
+}
+
+// "beats" only where the paired interval lies above 0.
+TEST(UnseenEval, PairedVerdictsFollowTheInterval) {
+  const std::vector<double> base{0.40, 0.50, 0.30, 0.60, 0.45, 0.55, 0.35, 0.50};
+  std::vector<double> clearly(base), mixed(base);
+  for (std::size_t i = 0; i < base.size(); ++i) {
+    clearly[i] += 0.10 + 0.01 * static_cast<double>(i % 3);
+    mixed[i] += (i % 2 == 0 ? 0.05 : -0.045);
+  }
+  const PairedComparison up = compare_paired(clearly, base);
+  EXPECT_GT(up.low, 0);
+  EXPECT_EQ(up.verdict(), "beats");
+  EXPECT_EQ(up.wins, 8);
+  const PairedComparison straddle = compare_paired(mixed, base);
+  EXPECT_LT(straddle.low, 0);
+  EXPECT_GT(straddle.high, 0);
+  EXPECT_GT(straddle.mean_difference, 0) << "a positive mean alone is not a win";
+  EXPECT_EQ(straddle.verdict(), "shows no clear difference from");
+  EXPECT_EQ(compare_paired(base, clearly).verdict(), "is below");
 }
 
 }  // namespace
